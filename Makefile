@@ -1,0 +1,177 @@
+# SPDX-License-Identifier: MIT
+#
+# sluice build.  What gets built is listed in Kbuild; this file only says how.
+#
+#   make            library, tools and tests
+#   make run        the demo (installs missing dependencies first)
+#   make check      build everything and run the tests, plain and under
+#                   AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench      sluice-bench against its peers
+#   make install    PREFIX=/usr/local DESTDIR=
+#
+#   V=1             show every command
+#   O=DIR           build in DIR (default: build)
+#   WERROR=1        warnings are errors (CI)
+#   SAN=address,undefined   build with sanitizers (make check does this in O/asan)
+
+VERSION_MAJOR := 0
+VERSION_MINOR := 1
+VERSION_PATCH := 0
+VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+srctree := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+O       ?= build
+obj     := $(abspath $(O))
+
+include $(srctree)/Kbuild
+
+ifeq ($(V),1)
+  Q :=
+  quiet = @true
+else
+  Q := @
+  quiet = @printf '  %-7s %s\n'
+  MAKEFLAGS += --no-print-directory
+endif
+
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+PCDIR      ?= $(LIBDIR)/pkgconfig
+
+CC      ?= cc
+AR      ?= ar
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	   -Wpointer-arith -Wno-missing-field-initializers
+ifeq ($(WERROR),1)
+  WARN  += -Werror
+endif
+ifneq ($(SAN),)
+  SANFLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+ALL_CFLAGS  := -std=gnu11 -D_GNU_SOURCE -pthread -fPIC $(WARN) $(CFLAGS) $(SANFLAGS) \
+	       -I$(srctree)/include -I$(srctree)/lib -MMD -MP
+ALL_LDFLAGS := -pthread $(LDFLAGS) $(SANFLAGS)
+LIBS        := -lnuma
+TEST_LIBS   := -lcmocka -ldl
+
+SONAME  := libsluice.so.$(VERSION_MAJOR)
+
+lib-objs   := $(addprefix $(obj)/lib/,$(lib-y))
+lib-a      := $(obj)/libsluice.a
+lib-so     := $(obj)/libsluice.so.$(VERSION)
+lib-links  := $(obj)/$(SONAME) $(obj)/libsluice.so
+tools-bins := $(addprefix $(obj)/tools/,$(tools-y))
+tests-bins := $(addprefix $(obj)/tests/,$(tests-y))
+tests-common := $(addprefix $(obj)/tests/,$(tests-common-y))
+pc-file    := $(obj)/sluice.pc
+man-pages  := $(wildcard $(srctree)/Documentation/man/*.[1-8])
+
+# Each tool is tools/NAME.c unless Kbuild says NAME-objs := ...
+tool-objs = $(addprefix $(obj)/tools/,$(or $($(1)-objs),$(1).o))
+
+.DEFAULT_GOAL := all
+.PHONY: all lib tools tests run check bench install uninstall clean deps \
+	check-build check-plain check-asan
+
+all: lib tools tests
+lib: $(lib-a) $(lib-links) $(pc-file)
+tools: $(tools-bins)
+tests: $(tests-bins)
+
+$(obj)/%.o: $(srctree)/%.c
+	$(quiet) CC $(patsubst $(obj)/%,%,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(lib-a): $(lib-objs)
+	$(quiet) AR $(notdir $@)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(lib-so): $(lib-objs) $(srctree)/lib/libsluice.map
+	$(quiet) LD $(notdir $@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -shared -Wl,-soname,$(SONAME) \
+		-Wl,--version-script=$(srctree)/lib/libsluice.map \
+		-Wl,--no-undefined -o $@ $(lib-objs) $(LIBS)
+
+$(lib-links): $(lib-so)
+	$(Q)ln -sf $(notdir $<) $@
+
+$(pc-file): $(srctree)/Makefile
+	$(quiet) GEN $(notdir $@)
+	@mkdir -p $(@D)
+	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' \
+		'includedir=$(INCLUDEDIR)' '' 'Name: sluice' \
+		'Description: kernel-bypass inter-process communication over shared memory' \
+		'Version: $(VERSION)' 'Requires.private: numa' \
+		'Libs: -L$${libdir} -lsluice' 'Libs.private: -lnuma -pthread' \
+		'Cflags: -I$${includedir}' > $@
+
+# Tools and tests link the static library: they may use lib/ internals.
+.SECONDEXPANSION:
+$(tools-bins): $(obj)/tools/%: $$(call tool-objs,%) $(lib-a)
+	$(quiet) LD tools/$*
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lm
+
+$(tests-bins): $(obj)/tests/%: $(obj)/tests/%.o $(tests-common) $(lib-a)
+	$(quiet) LD tests/$*
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(TEST_LIBS)
+
+# ---------------------------------------------------------------- running
+
+# Installs missing packages only when something is missing (quick check).
+deps:
+	$(Q)$(srctree)/scripts/deps.sh
+
+run: deps
+	$(Q)$(MAKE) -f $(srctree)/Makefile O=$(O) lib tools
+	$(Q)$(obj)/tools/sluicectl setup --hugepages 64 --quiet
+	$(Q)$(obj)/tools/sluice-demo
+
+bench: deps
+	$(Q)$(MAKE) -f $(srctree)/Makefile O=$(O) lib tools
+	$(Q)$(obj)/tools/sluice-bench
+
+check: deps
+	$(Q)$(MAKE) -f $(srctree)/Makefile O=$(O) check-build
+	$(Q)$(MAKE) -f $(srctree)/Makefile O=$(O)/asan SAN=address,undefined tests
+	$(Q)SLUICE_SRCTREE=$(srctree) $(srctree)/scripts/run-tests.sh \
+		plain:$(obj) asan:$(obj)/asan
+
+check-build: all $(lib-links)
+
+# ---------------------------------------------------------------- install
+
+install: lib tools
+	$(quiet) INSTALL $(DESTDIR)$(PREFIX)
+	$(Q)install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/sluice \
+		$(DESTDIR)$(BINDIR) $(DESTDIR)$(PCDIR)
+	$(Q)install -m 644 $(lib-a) $(DESTDIR)$(LIBDIR)
+	$(Q)install -m 755 $(lib-so) $(DESTDIR)$(LIBDIR)
+	$(Q)ln -sf $(notdir $(lib-so)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	$(Q)ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libsluice.so
+	$(Q)install -m 644 $(srctree)/include/sluice.h $(DESTDIR)$(INCLUDEDIR)
+	$(Q)install -m 644 $(srctree)/include/sluice/*.h $(DESTDIR)$(INCLUDEDIR)/sluice
+	$(Q)install -m 644 $(pc-file) $(DESTDIR)$(PCDIR)
+	$(Q)install -m 755 $(tools-bins) $(DESTDIR)$(BINDIR)
+	$(Q)for m in $(man-pages); do s=$${m##*.}; \
+		install -d $(DESTDIR)$(MANDIR)/man$$s && \
+		install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s || exit 1; done
+
+uninstall:
+	$(Q)rm -f $(DESTDIR)$(LIBDIR)/libsluice.* $(DESTDIR)$(PCDIR)/sluice.pc \
+		$(DESTDIR)$(INCLUDEDIR)/sluice.h \
+		$(addprefix $(DESTDIR)$(BINDIR)/,$(tools-y))
+	$(Q)rm -rf $(DESTDIR)$(INCLUDEDIR)/sluice
+	$(Q)for m in $(notdir $(man-pages)); do \
+		rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$$m; done
+
+clean:
+	$(quiet) CLEAN $(O)
+	$(Q)rm -rf $(obj)
+
+-include $(wildcard $(obj)/lib/*.d $(obj)/tools/*.d $(obj)/tests/*.d)

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers shared inside sluice: the library, its tools and its tests.
+ * Nothing here is exported from libsluice.so (see libsluice.map); the tools
+ * and tests link libsluice.a to reach it.  Internal names are sluice__*.
+ */
+#ifndef SLUICE_INTERNAL_H
+#define SLUICE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SLUICE_ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#define sluice__offsetofend(TYPE, F) (offsetof(TYPE, F) + sizeof(((TYPE *)0)->F))
+
+/*
+ * Option structs (see include/sluice/opts.h).  sluice__opts_valid() accepts
+ * NULL, rejects an sz too small to hold sz itself, and rejects a newer
+ * caller's struct whose fields beyond what this library knows are non-zero.
+ * SLUICE_OPT() reads a field the caller's struct has, else the default.
+ */
+bool sluice__opts_valid(const void *opts, size_t known_sz);
+#define SLUICE_OPT(opts, TYPE, F, DEF)					\
+	(((opts) && (opts)->sz >= sluice__offsetofend(struct TYPE, F)) ?	\
+	 (opts)->F : (DEF))
+
+/*
+ * Names of regions and objects: 1..max characters from [A-Za-z0-9._-], not
+ * starting with '.'.  Returns 0, -EINVAL or -ENAMETOOLONG.
+ */
+int sluice__name_check(const char *name, size_t max);
+
+/* FNV-1a, 64 bit. */
+uint64_t sluice__fnv1a(const void *p, size_t len);
+
+/* Clocks, in nanoseconds. */
+uint64_t sluice__now_ns(int clock_id);
+
+/*
+ * A process's start time (field 22 of /proc/PID/stat, clock ticks since
+ * boot): with the pid it names one process for good, as pids get reused.
+ * Returns 0 or a negative errno (-ESRCH if there is no such process).
+ */
+int sluice__proc_start_time(pid_t pid, uint64_t *start);
+/* Is the process with this pid and start time still running? */
+bool sluice__proc_alive(pid_t pid, uint64_t start);
+
+/* ---------------------------------------------------------------- hugetlb */
+
+/*
+ * The default huge page size (Hugepagesize in /proc/meminfo) in bytes, or 0
+ * if the kernel has no huge pages.
+ */
+size_t sluice__hugepage_size(void);
+
+/*
+ * Find a hugetlbfs mount for the default huge page size.  The environment
+ * variable SLUICE_HUGETLBFS overrides the mount table: a directory, or
+ * "none" for no huge pages.  Writes the directory to @dir.
+ * Returns 0, -ENOENT if there is none, or -ENAMETOOLONG.
+ */
+int sluice__hugetlbfs_dir(char *dir, size_t len);
+
+/* Huge pages of the default size: in the pool, free, and reserved. */
+struct sluice__hugepages {
+	size_t page_size;
+	unsigned long total;
+	unsigned long free;
+	unsigned long rsvd;
+	unsigned long surplus;
+};
+int sluice__hugepages_get(struct sluice__hugepages *hp);
+
+/*
+ * Make the pool hold at least @total pages (never shrinks it) by writing
+ * /proc/sys/vm/nr_hugepages.  The kernel may give fewer; @got receives the
+ * pool size after the write.  Returns 0 or a negative errno.
+ */
+int sluice__hugepages_set_total(unsigned long total, unsigned long *got);
+
+/*
+ * Mount hugetlbfs at @dir (created if needed) unless a hugetlbfs mount
+ * exists already; @dir receives the mount in use.  Returns 0 or -errno.
+ */
+int sluice__hugetlbfs_mount(char *dir, size_t len, const char *want);
+
+/*
+ * What the kernel really backs the mapping at @addr with, from
+ * /proc/self/smaps: its KernelPageSize and how many bytes are mapped with
+ * PMD-sized pages (huge pages, hugetlb or transparent).
+ */
+int sluice__smaps_query(const void *addr, size_t *kernel_page_size,
+			size_t *huge_bytes);
+
+/* ---------------------------------------------------------------- regions */
+
+/* Where named regions live: /dev/shm unless SLUICE_SHM_DIR says otherwise. */
+const char *sluice__shm_dir(void);
+/* Region files are named with this prefix in both directories. */
+#define SLUICE_FILE_PREFIX	"sluice."
+
+#endif /* SLUICE_INTERNAL_H */

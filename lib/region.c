@@ -1,0 +1,1160 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Regions: creation, validation on open, the object directory.
+ *
+ * Creation runs in one order so that nothing half-made is ever visible as a
+ * region:  claim the name (flock + O_EXCL)  ->  size the file  ->  map it  ->
+ * bind to the node (before first touch)  ->  fault every page in  ->  verify
+ * placement and page size  ->  write the header  ->  publish "ready" last.
+ * An opener waits for "ready", then checks everything it reads.  See
+ * Documentation/regions.md for the reasons.
+ */
+#include <errno.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <numa.h>
+#include <numaif.h>
+
+#include <sluice/region.h>
+
+#include "internal.h"
+#include "region_layout.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define LOCK_FILE		".sluice.lock"
+#define DEFAULT_WAIT_MS		1000
+#define DIR_LOCK_TIMEOUT_NS	(2 * 1000000000ull)
+#define NODE_UNKNOWN		(-1)
+
+struct sluice_region {
+	struct sluice_region_hdr *hdr;	/* == base */
+	size_t size;
+	int fd;
+	bool named;
+	/* Validated copies of the immutable header: getters never re-read it. */
+	char name[SLUICE_REGION_NAME_MAX + 1];
+	size_t page_size;
+	enum sluice_backing backing;
+	enum sluice_pages pages;
+	int node_requested;
+	int node;
+	int huge_fallback_err;
+	uint32_t mode;
+	pid_t creator_pid;
+	uid_t creator_uid;
+	uint64_t creator_start;
+	uint64_t created_ns;
+};
+
+static size_t round_up(size_t v, size_t align)
+{
+	return (v + align - 1) & ~(align - 1);
+}
+
+static bool is_pow2(uint64_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+static int region_path(char *buf, size_t len, const char *dir, const char *name)
+{
+	int n = snprintf(buf, len, "%s/" SLUICE_FILE_PREFIX "%s", dir, name);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/*
+ * Name operations (create, unlink) on this machine are serialised by an
+ * flock on one file in the shm directory, so one name is never in both the
+ * hugetlbfs and the shm directory.  The kernel drops the lock if we die.
+ */
+static int names_lock(void)
+{
+	char path[PATH_MAX];
+	int fd, err;
+
+	snprintf(path, sizeof(path), "%s/" LOCK_FILE, sluice__shm_dir());
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
+	if (fd < 0)
+		return -errno;
+	/* Anyone may create regions: undo the umask, if the file is ours. */
+	(void)fchmod(fd, 0666);
+	if (flock(fd, LOCK_EX)) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static void names_unlock(int fd)
+{
+	close(fd);	/* drops the flock */
+}
+
+/* ------------------------------------------------------------- NUMA */
+
+static int node_check(int node)
+{
+	if (numa_available() < 0)
+		return node == 0 ? 0 : -ENODEV;
+	if (node < 0 || node > numa_max_node() ||
+	    !numa_bitmask_isbitset(numa_all_nodes_ptr, (unsigned int)node))
+		return -ENODEV;
+	return 0;
+}
+
+static int node_bind(void *base, size_t size, int node)
+{
+	unsigned long mask[16] = { 0 };	/* 1024 nodes, as many as libnuma does */
+
+	if (numa_available() < 0)
+		return 0;	/* one node: nothing to bind to */
+	if ((size_t)node >= sizeof(mask) * CHAR_BIT)
+		return -ENODEV;
+	mask[node / (sizeof(long) * CHAR_BIT)] |= 1ul << (node % (sizeof(long) * CHAR_BIT));
+	if (mbind(base, size, MPOL_BIND, mask, sizeof(mask) * CHAR_BIT, MPOL_MF_STRICT))
+		return -errno;
+	return 0;
+}
+
+/*
+ * Ask the kernel where every page is.  Returns the node they all share, or
+ * NODE_UNKNOWN if they differ or the kernel cannot say.
+ */
+static int node_verify(void *base, size_t size, size_t page_size)
+{
+	enum { BATCH = 1024 };
+	void *pages[BATCH];
+	int status[BATCH];
+	size_t off = 0, i, n;
+	int node = NODE_UNKNOWN;
+
+	if (numa_available() < 0)
+		return 0;
+	while (off < size) {
+		for (n = 0; n < BATCH && off < size; n++, off += page_size)
+			pages[n] = (char *)base + off;
+		if (move_pages(0, n, pages, NULL, status, 0))
+			return NODE_UNKNOWN;
+		for (i = 0; i < n; i++) {
+			if (status[i] < 0)
+				return NODE_UNKNOWN;
+			if (node == NODE_UNKNOWN)
+				node = status[i];
+			else if (node != status[i])
+				return NODE_UNKNOWN;
+		}
+	}
+	return node;
+}
+
+/* ------------------------------------------------------------- creation */
+
+struct create_args {
+	const char *name;		/* region name or anon label */
+	bool anon;
+	size_t size;
+	unsigned int flags;
+	int node;
+	enum sluice_pages pages;
+	mode_t mode;
+};
+
+/* One backing, set up and faulted in; undone whole on failure. */
+struct backing {
+	int fd;
+	void *base;
+	size_t size;
+	size_t page_size;
+	enum sluice_backing kind;
+	char path[PATH_MAX];		/* empty for a memfd */
+};
+
+static void backing_undo(struct backing *b)
+{
+	if (b->base)
+		munmap(b->base, b->size);
+	if (b->fd >= 0)
+		close(b->fd);
+	if (b->path[0])
+		unlink(b->path);
+	b->base = NULL;
+	b->fd = -1;
+	b->path[0] = '\0';
+}
+
+static int backing_open(const struct create_args *a, bool huge,
+			const char *hugedir, struct backing *b)
+{
+	unsigned int mfd = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+	int err;
+
+	if (a->anon) {
+		b->kind = huge ? SLUICE_BACKING_MEMFD_HUGETLB : SLUICE_BACKING_MEMFD;
+		b->fd = memfd_create(a->name, mfd | (huge ? MFD_HUGETLB : 0));
+		return b->fd < 0 ? -errno : 0;
+	}
+
+	b->kind = huge ? SLUICE_BACKING_HUGETLBFS : SLUICE_BACKING_SHM;
+	err = region_path(b->path, sizeof(b->path),
+			  huge ? hugedir : sluice__shm_dir(), a->name);
+	if (err)
+		return err;
+	b->fd = open(b->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+		     a->mode);
+	if (b->fd < 0) {
+		err = -errno;
+		b->path[0] = '\0';	/* not ours to unlink */
+		return err;
+	}
+	/* The mode asked for, not what the umask left of it. */
+	if (fchmod(b->fd, a->mode))
+		return -errno;
+	return 0;
+}
+
+static int backing_setup(const struct create_args *a, bool huge,
+			 const char *hugedir, struct backing *b)
+{
+	int err;
+
+	b->fd = -1;
+	b->base = NULL;
+	b->path[0] = '\0';
+	b->page_size = huge ? sluice__hugepage_size() : (size_t)sysconf(_SC_PAGESIZE);
+	if (!b->page_size)
+		return -ENOENT;
+	if (a->size > SIZE_MAX - b->page_size || a->size > ((size_t)1 << 46))
+		return -E2BIG;
+	b->size = round_up(a->size, b->page_size);
+
+	err = backing_open(a, huge, hugedir, b);
+	if (err)
+		goto err_undo;
+	if (ftruncate(b->fd, (off_t)b->size)) {
+		err = errno == EFBIG ? -E2BIG : -errno;
+		goto err_undo;
+	}
+	/* A receiver of an anonymous region must not be SIGBUSed by truncation. */
+	if (a->anon && fcntl(b->fd, F_ADD_SEALS,
+			     F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) {
+		err = -errno;
+		goto err_undo;
+	}
+	/* hugetlbfs reserves the pages here: a short pool fails with ENOMEM. */
+	b->base = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_SHARED, b->fd, 0);
+	if (b->base == MAP_FAILED) {
+		b->base = NULL;
+		err = -errno;
+		goto err_undo;
+	}
+	if (!huge)
+		(void)madvise(b->base, b->size, a->pages == SLUICE_PAGES_NO_HUGE ?
+			      MADV_NOHUGEPAGE : MADV_HUGEPAGE);
+	if (a->flags & SLUICE_REGION_NODE) {
+		err = node_bind(b->base, b->size, a->node);
+		if (err)
+			goto err_undo;
+	}
+	/*
+	 * Fault everything in now.  MADV_POPULATE_WRITE reports a failure
+	 * as an error where touching the pages would raise SIGBUS.
+	 */
+	if (madvise(b->base, b->size, MADV_POPULATE_WRITE)) {
+		err = errno == EFAULT || errno == EHWPOISON ? -ENOMEM : -errno;
+		goto err_undo;
+	}
+	return 0;
+
+err_undo:
+	backing_undo(b);
+	return err;
+}
+
+static void hdr_init(struct sluice_region_hdr *h, const struct create_args *a,
+		     const struct backing *b, int node, int fallback_err)
+{
+	pthread_mutexattr_t ma;
+	uint64_t start = 0;
+
+	h->magic = SLUICE_REGION_MAGIC;
+	h->abi = SLUICE_REGION_ABI;
+	h->hdr_size = sizeof(*h);
+	h->size = b->size;
+	h->page_size = b->page_size;
+	h->backing = b->kind;
+	h->pages = a->pages;
+	h->node_requested = a->flags & SLUICE_REGION_NODE ? a->node : -1;
+	h->node = node;
+	h->huge_fallback_err = fallback_err;
+	h->mode = a->anon ? 0600 : a->mode;
+	h->creator_pid = getpid();
+	h->creator_uid = getuid();
+	(void)sluice__proc_start_time(getpid(), &start);
+	h->creator_start = start;
+	h->created_ns = sluice__now_ns(CLOCK_REALTIME);
+	h->heap_off = SLUICE_REGION_HEAP_OFF;
+	strncpy(h->name, a->name, sizeof(h->name) - 1);
+	h->csum = sluice__fnv1a(h, SLUICE_REGION_CSUM_LEN);
+
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+	pthread_mutex_init(&h->lock, &ma);
+	pthread_mutexattr_destroy(&ma);
+	atomic_store_explicit(&h->heap_top, SLUICE_REGION_HEAP_OFF, memory_order_relaxed);
+	atomic_store_explicit(&h->nr_objs, 0, memory_order_relaxed);
+
+	/*
+	 * Publish.  Pairs with the acquire load in region_map(): an opener
+	 * that sees READY sees every header store above.
+	 */
+	atomic_store_explicit(&h->ready, SLUICE_REGION_READY, memory_order_release);
+}
+
+static int region_create(const struct create_args *a,
+			 struct sluice_region **out)
+{
+	char hugedir[PATH_MAX], path[PATH_MAX];
+	int lock_fd = -1, fallback_err = 0, node, err;
+	struct sluice_region *r;
+	struct backing b;
+	size_t kps, huge_bytes;
+	bool try_huge;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+
+	if (!a->anon) {
+		lock_fd = names_lock();
+		if (lock_fd < 0) {
+			err = lock_fd;
+			goto err_free;
+		}
+		/* The name is free only if it is free in both places. */
+		err = region_path(path, sizeof(path), sluice__shm_dir(), a->name);
+		if (!err && !access(path, F_OK))
+			err = -EEXIST;
+		if (!err && !sluice__hugetlbfs_dir(hugedir, sizeof(hugedir)) &&
+		    !region_path(path, sizeof(path), hugedir, a->name) &&
+		    !access(path, F_OK))
+			err = -EEXIST;
+		if (err)
+			goto err_unlock;
+	}
+
+	try_huge = a->pages != SLUICE_PAGES_NO_HUGE;
+	if (try_huge && !a->anon)
+		fallback_err = sluice__hugetlbfs_dir(hugedir, sizeof(hugedir));
+	else if (try_huge && !sluice__hugepage_size())
+		fallback_err = -ENOENT;
+
+	err = fallback_err;
+	if (try_huge && !fallback_err) {
+		err = backing_setup(a, true, hugedir, &b);
+		fallback_err = err;
+	}
+	if (err && a->pages == SLUICE_PAGES_REQUIRE_HUGE)
+		goto err_unlock;
+	if (!try_huge || err) {
+		if (err == -EEXIST)
+			goto err_unlock;
+		err = backing_setup(a, false, NULL, &b);
+		if (err)
+			goto err_unlock;
+	}
+
+	node = node_verify(b.base, b.size, b.page_size);
+	if ((a->flags & SLUICE_REGION_NODE) && node != a->node) {
+		err = -EIO;
+		goto err_undo;
+	}
+	/* What the kernel really maps: all of it in huge pages counts as huge. */
+	if (!sluice__smaps_query(b.base, &kps, &huge_bytes)) {
+		if (huge_bytes >= b.size && sluice__hugepage_size())
+			b.page_size = sluice__hugepage_size();
+		else if (kps)
+			b.page_size = kps;
+	}
+
+	hdr_init(b.base, a, &b, node, fallback_err);
+	if (lock_fd >= 0)
+		names_unlock(lock_fd);
+
+	r->hdr = b.base;
+	r->size = b.size;
+	r->fd = b.fd;
+	r->named = !a->anon;
+	memcpy(r->name, r->hdr->name, sizeof(r->name));
+	r->page_size = b.page_size;
+	r->backing = b.kind;
+	r->pages = a->pages;
+	r->node_requested = r->hdr->node_requested;
+	r->node = node;
+	r->huge_fallback_err = fallback_err;
+	r->mode = r->hdr->mode;
+	r->creator_pid = r->hdr->creator_pid;
+	r->creator_uid = r->hdr->creator_uid;
+	r->creator_start = r->hdr->creator_start;
+	r->created_ns = r->hdr->created_ns;
+	*out = r;
+	return 0;
+
+err_undo:
+	backing_undo(&b);
+err_unlock:
+	if (lock_fd >= 0)
+		names_unlock(lock_fd);
+err_free:
+	free(r);
+	return err;
+}
+
+static int create_args_init(struct create_args *a, const char *name, bool anon,
+			    size_t size, const struct sluice_region_opts *opts)
+{
+	int err;
+
+	if (!sluice__opts_valid(opts, sizeof(*opts)))
+		return -EINVAL;
+	err = sluice__name_check(name, SLUICE_REGION_NAME_MAX);
+	if (err)
+		return err;
+	a->name = name;
+	a->anon = anon;
+	a->size = size;
+	a->flags = SLUICE_OPT(opts, sluice_region_opts, flags, 0);
+	a->node = SLUICE_OPT(opts, sluice_region_opts, node, 0);
+	a->pages = SLUICE_OPT(opts, sluice_region_opts, pages, SLUICE_PAGES_PREFER_HUGE);
+	a->mode = SLUICE_OPT(opts, sluice_region_opts, mode, 0);
+	if (!a->mode)
+		a->mode = 0600;
+
+	if (a->flags & ~SLUICE_REGION_NODE)
+		return -EINVAL;
+	if (!(a->flags & SLUICE_REGION_NODE) && a->node)
+		return -EINVAL;
+	if ((unsigned int)a->pages > SLUICE_PAGES_NO_HUGE || a->mode > 0777)
+		return -EINVAL;
+	if (size <= SLUICE_REGION_HEAP_OFF)
+		return -EINVAL;
+	if (a->flags & SLUICE_REGION_NODE)
+		return node_check(a->node);
+	return 0;
+}
+
+int sluice_region_create(const char *name, size_t size,
+			 const struct sluice_region_opts *opts,
+			 struct sluice_region **out)
+{
+	struct create_args a;
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	err = create_args_init(&a, name, false, size, opts);
+	return err ? err : region_create(&a, out);
+}
+
+int sluice_region_create_anon(const char *label, size_t size,
+			      const struct sluice_region_opts *opts,
+			      struct sluice_region **out)
+{
+	struct create_args a;
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	err = create_args_init(&a, label ? label : "anon", true, size, opts);
+	return err ? err : region_create(&a, out);
+}
+
+/* ------------------------------------------------------------- opening */
+
+/*
+ * Check a private copy of the immutable header against what we know of the
+ * file.  Order matters: the ABI decides the layout, so it is checked before
+ * anything whose place depends on it.
+ */
+static int hdr_validate(const struct sluice_region_hdr *h, size_t file_size,
+			const char *want_name)
+{
+	if (h->magic != SLUICE_REGION_MAGIC)
+		return -EBADMSG;
+	if (h->abi != SLUICE_REGION_ABI)
+		return -EPROTO;
+	if (h->csum != sluice__fnv1a(h, SLUICE_REGION_CSUM_LEN))
+		return -EBADMSG;
+	if (h->hdr_size != sizeof(*h) || h->size != file_size)
+		return -EBADMSG;
+	if (!is_pow2(h->page_size) || h->page_size < 4096 ||
+	    h->page_size > (1u << 30) || h->size % h->page_size)
+		return -EBADMSG;
+	if (h->heap_off != SLUICE_REGION_HEAP_OFF || h->heap_off >= h->size)
+		return -EBADMSG;
+	if (h->backing < SLUICE_BACKING_HUGETLBFS ||
+	    h->backing > SLUICE_BACKING_MEMFD_HUGETLB ||
+	    h->pages > SLUICE_PAGES_NO_HUGE)
+		return -EBADMSG;
+	if (h->node_requested < -1 || h->node < -1 || h->mode > 0777)
+		return -EBADMSG;
+	if (sluice__name_check(h->name, SLUICE_REGION_NAME_MAX) ||
+	    (want_name && strcmp(h->name, want_name)))
+		return -EBADMSG;
+	return 0;
+}
+
+/* A memfd-backed region must be sealed, or its sender could truncate it. */
+static int seals_check(int fd, uint32_t backing)
+{
+	int seals;
+
+	if (backing != SLUICE_BACKING_MEMFD &&
+	    backing != SLUICE_BACKING_MEMFD_HUGETLB)
+		return 0;
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || !(seals & F_SEAL_SHRINK))
+		return -EBADMSG;
+	return 0;
+}
+
+static int wait_ms_of(const struct sluice_region_open_opts *opts)
+{
+	int ms = SLUICE_OPT(opts, sluice_region_open_opts, wait_ms, 0);
+
+	return ms == 0 ? DEFAULT_WAIT_MS : ms;
+}
+
+/* Sleep a little, growing; false once @deadline has passed. */
+static bool wait_more(uint64_t deadline, unsigned int *step_us)
+{
+	struct timespec ts;
+
+	if (sluice__now_ns(CLOCK_MONOTONIC) >= deadline)
+		return false;
+	ts.tv_sec = 0;
+	ts.tv_nsec = (long)*step_us * 1000;
+	nanosleep(&ts, NULL);
+	if (*step_us < 10000)
+		*step_us *= 2;
+	return true;
+}
+
+/* Map @fd (ours from now on) as a region, waiting for it to be ready. */
+static int region_map(int fd, const char *want_name, int wait_ms,
+		      struct sluice_region **out)
+{
+	uint64_t deadline = sluice__now_ns(CLOCK_MONOTONIC) +
+			    (wait_ms > 0 ? (uint64_t)wait_ms * 1000000 : 0);
+	struct sluice_region_hdr local;
+	struct sluice_region *r;
+	unsigned int step_us = 100;
+	void *base = NULL;
+	size_t size = 0;
+	struct stat st;
+	uint32_t ready;
+	int err;
+
+	for (;;) {
+		if (fstat(fd, &st)) {
+			err = -errno;
+			goto err_close;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			err = -EBADMSG;
+			goto err_close;
+		}
+		/* A creator sizes the file in one step: 0 is "not yet". */
+		if (st.st_size == 0) {
+			if (wait_ms > 0 && wait_more(deadline, &step_us))
+				continue;
+			err = -EAGAIN;
+			goto err_close;
+		}
+		if ((uint64_t)st.st_size < sizeof(struct sluice_region_hdr) ||
+		    (uint64_t)st.st_size > SIZE_MAX) {
+			err = -EBADMSG;
+			goto err_close;
+		}
+		size = (size_t)st.st_size;
+		base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (base == MAP_FAILED) {
+			base = NULL;
+			err = -errno;
+			goto err_close;
+		}
+		/* Pairs with the release store that ends hdr_init(). */
+		ready = atomic_load_explicit(&((struct sluice_region_hdr *)base)->ready,
+					     memory_order_acquire);
+		if (ready == SLUICE_REGION_READY)
+			break;
+		munmap(base, size);
+		base = NULL;
+		if (ready != 0) {
+			err = -EBADMSG;
+			goto err_close;
+		}
+		if (!(wait_ms > 0 && wait_more(deadline, &step_us))) {
+			err = -EAGAIN;
+			goto err_close;
+		}
+	}
+
+	/* Read once into a private copy, check the copy, use only the copy. */
+	memcpy(&local, base, offsetof(struct sluice_region_hdr, ready));
+	err = hdr_validate(&local, size, want_name);
+	if (!err)
+		err = seals_check(fd, local.backing);
+	if (err)
+		goto err_unmap;
+
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		err = -ENOMEM;
+		goto err_unmap;
+	}
+	r->hdr = base;
+	r->size = size;
+	r->fd = fd;
+	r->named = want_name != NULL;
+	memcpy(r->name, local.name, sizeof(r->name));
+	r->page_size = local.page_size;
+	r->backing = local.backing;
+	r->pages = local.pages;
+	r->node_requested = local.node_requested;
+	r->node = local.node;
+	r->huge_fallback_err = local.huge_fallback_err;
+	r->mode = local.mode;
+	r->creator_pid = local.creator_pid;
+	r->creator_uid = local.creator_uid;
+	r->creator_start = local.creator_start;
+	r->created_ns = local.created_ns;
+	*out = r;
+	return 0;
+
+err_unmap:
+	munmap(base, size);
+err_close:
+	close(fd);
+	return err;
+}
+
+/* Open the file behind a name: hugetlbfs first, then shm. */
+static int region_file_open(const char *name)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	int fd, err;
+
+	if (!sluice__hugetlbfs_dir(dir, sizeof(dir)) &&
+	    !region_path(path, sizeof(path), dir, name)) {
+		fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		if (fd >= 0 || errno != ENOENT)
+			return fd >= 0 ? fd : -errno;
+	}
+	err = region_path(path, sizeof(path), sluice__shm_dir(), name);
+	if (err)
+		return err;
+	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno == ELOOP ? -EBADMSG : -errno;
+	return fd;
+}
+
+int sluice_region_open(const char *name,
+		       const struct sluice_region_open_opts *opts,
+		       struct sluice_region **out)
+{
+	int fd, err;
+
+	if (!out || !sluice__opts_valid(opts, sizeof(*opts)))
+		return -EINVAL;
+	err = sluice__name_check(name, SLUICE_REGION_NAME_MAX);
+	if (err)
+		return err;
+	fd = region_file_open(name);
+	if (fd < 0)
+		return fd;
+	return region_map(fd, name, wait_ms_of(opts), out);
+}
+
+int sluice_region_open_fd(int fd, const struct sluice_region_open_opts *opts,
+			  struct sluice_region **out)
+{
+	int dup_fd;
+
+	if (!out || !sluice__opts_valid(opts, sizeof(*opts)))
+		return -EINVAL;
+	dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (dup_fd < 0)
+		return -errno;
+	return region_map(dup_fd, NULL, wait_ms_of(opts), out);
+}
+
+/* ------------------------------------------------------------- fd passing */
+
+int sluice_region_send(const struct sluice_region *r, int sock)
+{
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	char byte = 'S';
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf),
+	};
+	struct cmsghdr *c;
+
+	if (!r)
+		return -EINVAL;
+	memset(&ctl, 0, sizeof(ctl));
+	c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &r->fd, sizeof(int));
+	if (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Close every descriptor a control message carried. */
+static void cmsg_close_fds(struct msghdr *msg)
+{
+	struct cmsghdr *c;
+	size_t i, n;
+	int fd;
+
+	for (c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < n; i++) {
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			close(fd);
+		}
+	}
+}
+
+int sluice_region_recv(int sock, const struct sluice_region_open_opts *opts,
+		       struct sluice_region **out)
+{
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+	} ctl;
+	char byte;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf),
+	};
+	struct cmsghdr *c;
+	ssize_t n;
+	int fd;
+
+	if (!out || !sluice__opts_valid(opts, sizeof(*opts)))
+		return -EINVAL;
+	n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return -errno;
+	if (n == 0)
+		return -ECONNRESET;
+	c = CMSG_FIRSTHDR(&msg);
+	/* Exactly one descriptor, nothing cut off, nothing else. */
+	if ((msg.msg_flags & MSG_CTRUNC) || !c || c->cmsg_level != SOL_SOCKET ||
+	    c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)) ||
+	    CMSG_NXTHDR(&msg, c)) {
+		cmsg_close_fds(&msg);
+		return -EPROTO;
+	}
+	memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return region_map(fd, NULL, wait_ms_of(opts), out);
+}
+
+/* ------------------------------------------------------------- lifetime */
+
+void sluice_region_close(struct sluice_region *r)
+{
+	if (!r)
+		return;
+	munmap(r->hdr, r->size);
+	close(r->fd);
+	free(r);
+}
+
+/*
+ * Unlink @name from whichever directory holds it.  With @only set, only if
+ * the file there is still the one open as @only (a region of the same name
+ * made after ours was removed is not ours to remove).
+ */
+static int region_unlink(const char *name, const struct sluice_region *only)
+{
+	char dirs[2][PATH_MAX], path[PATH_MAX];
+	struct stat mine, st;
+	int lock_fd, err = -ENOENT, i, n = 0;
+
+	if (only && fstat(only->fd, &mine))
+		return -errno;
+	if (!sluice__hugetlbfs_dir(dirs[n], sizeof(dirs[n])))
+		n++;
+	snprintf(dirs[n++], sizeof(dirs[0]), "%s", sluice__shm_dir());
+
+	lock_fd = names_lock();
+	if (lock_fd < 0)
+		return lock_fd;
+	for (i = 0; i < n && err == -ENOENT; i++) {
+		if (region_path(path, sizeof(path), dirs[i], name))
+			continue;
+		if (only && (lstat(path, &st) || st.st_ino != mine.st_ino ||
+			     st.st_dev != mine.st_dev))
+			continue;
+		err = unlink(path) ? -errno : 0;
+	}
+	names_unlock(lock_fd);
+	return err;
+}
+
+int sluice_region_unlink(const char *name)
+{
+	int err = sluice__name_check(name, SLUICE_REGION_NAME_MAX);
+
+	return err ? err : region_unlink(name, NULL);
+}
+
+int sluice_region_destroy(struct sluice_region *r)
+{
+	int err = 0;
+
+	if (!r)
+		return 0;
+	if (r->named)
+		err = region_unlink(r->name, r);
+	sluice_region_close(r);
+	return err;
+}
+
+int sluice_region_foreach(sluice_region_fn fn, void *ctx)
+{
+	char dirs[2][PATH_MAX];
+	const size_t plen = strlen(SLUICE_FILE_PREFIX);
+	struct dirent *de;
+	int i, n = 0, ret = 0;
+	DIR *d;
+
+	if (!fn)
+		return -EINVAL;
+	if (!sluice__hugetlbfs_dir(dirs[n], sizeof(dirs[n])))
+		n++;
+	snprintf(dirs[n++], sizeof(dirs[0]), "%s", sluice__shm_dir());
+
+	for (i = 0; i < n && !ret; i++) {
+		d = opendir(dirs[i]);
+		if (!d) {
+			if (errno == ENOENT)
+				continue;
+			return -errno;
+		}
+		while (!ret && (de = readdir(d))) {
+			if (strncmp(de->d_name, SLUICE_FILE_PREFIX, plen) ||
+			    sluice__name_check(de->d_name + plen, SLUICE_REGION_NAME_MAX))
+				continue;
+			ret = fn(de->d_name + plen, ctx);
+		}
+		closedir(d);
+	}
+	return ret;
+}
+
+/* ------------------------------------------------------------- getters */
+
+void *sluice_region_base(const struct sluice_region *r)
+{
+	return r->hdr;
+}
+
+size_t sluice_region_size(const struct sluice_region *r)
+{
+	return r->size;
+}
+
+int sluice_region_node(const struct sluice_region *r)
+{
+	return r->node;
+}
+
+size_t sluice_region_page_size(const struct sluice_region *r)
+{
+	return r->page_size;
+}
+
+enum sluice_backing sluice_region_backing(const struct sluice_region *r)
+{
+	return r->backing;
+}
+
+const char *sluice_region_name(const struct sluice_region *r)
+{
+	return r->name;
+}
+
+int sluice_region_fd(const struct sluice_region *r)
+{
+	return r->fd;
+}
+
+/* The heap top and object count, clamped to what this region can hold. */
+static uint64_t heap_top_of(const struct sluice_region *r)
+{
+	uint64_t top = atomic_load_explicit(&r->hdr->heap_top, memory_order_relaxed);
+
+	if (top < SLUICE_REGION_HEAP_OFF)
+		return SLUICE_REGION_HEAP_OFF;
+	return top > r->size ? r->size : top;
+}
+
+int sluice_region_info(const struct sluice_region *r,
+		       struct sluice_region_info *info)
+{
+	uint32_t n;
+
+	if (!r || !info || info->sz != sizeof(*info))
+		return -EINVAL;
+	memset(info, 0, sizeof(*info));
+	info->sz = sizeof(*info);
+	memcpy(info->name, r->name, sizeof(info->name));
+	info->size = r->size;
+	info->page_size = r->page_size;
+	info->heap_size = r->size - SLUICE_REGION_HEAP_OFF;
+	info->heap_used = heap_top_of(r) - SLUICE_REGION_HEAP_OFF;
+	info->backing = r->backing;
+	info->pages = r->pages;
+	info->node_requested = r->node_requested;
+	info->node = r->node;
+	info->huge_fallback_err = r->huge_fallback_err;
+	info->abi_version = SLUICE_REGION_ABI;
+	info->mode = r->mode;
+	info->creator_pid = r->creator_pid;
+	info->creator_uid = r->creator_uid;
+	info->creator_alive = sluice__proc_alive(r->creator_pid, r->creator_start);
+	info->created_ns = r->created_ns;
+	n = atomic_load_explicit(&r->hdr->nr_objs, memory_order_relaxed);
+	info->nr_objs = n > SLUICE_REGION_OBJS_MAX ? SLUICE_REGION_OBJS_MAX : n;
+	return 0;
+}
+
+void *sluice_region_at(const struct sluice_region *r, uint64_t off, uint64_t len)
+{
+	if (!r || off > r->size || len > r->size - off)
+		return NULL;
+	return (char *)r->hdr + off;
+}
+
+const char *sluice_backing_str(enum sluice_backing b)
+{
+	switch (b) {
+	case SLUICE_BACKING_HUGETLBFS:		return "hugetlbfs";
+	case SLUICE_BACKING_SHM:		return "shm";
+	case SLUICE_BACKING_MEMFD:		return "memfd";
+	case SLUICE_BACKING_MEMFD_HUGETLB:	return "memfd-hugetlb";
+	}
+	return "unknown";
+}
+
+const char *sluice_pages_str(enum sluice_pages p)
+{
+	switch (p) {
+	case SLUICE_PAGES_PREFER_HUGE:	return "prefer-huge";
+	case SLUICE_PAGES_REQUIRE_HUGE:	return "require-huge";
+	case SLUICE_PAGES_NO_HUGE:	return "no-huge";
+	}
+	return "unknown";
+}
+
+/* ------------------------------------------------------------- directory */
+
+/*
+ * Copy entry @idx out of shared memory and check the copy: a live entry
+ * with a valid name, a type, and a range inside the heap.
+ */
+static int obj_read(const struct sluice_region *r, unsigned int idx,
+		    struct sluice_obj_info *info)
+{
+	struct sluice_obj_entry e;
+
+	memcpy(&e, &r->hdr->objs[idx], sizeof(e));
+	if (e.state != SLUICE_OBJ_LIVE || !e.type ||
+	    memchr(e.name, '\0', sizeof(e.name)) == NULL ||
+	    sluice__name_check(e.name, SLUICE_OBJ_NAME_MAX) ||
+	    e.off < SLUICE_REGION_HEAP_OFF || !e.size ||
+	    e.off > r->size || e.size > r->size - e.off)
+		return -EBADMSG;
+	memcpy(info->name, e.name, sizeof(info->name));
+	info->type = e.type;
+	info->offset = e.off;
+	info->size = e.size;
+	return 0;
+}
+
+/* Published entries: pairs with the release store of nr_objs in alloc. */
+static int nr_objs_of(const struct sluice_region *r, unsigned int *n)
+{
+	uint32_t v = atomic_load_explicit(&r->hdr->nr_objs, memory_order_acquire);
+
+	if (v > SLUICE_REGION_OBJS_MAX)
+		return -EBADMSG;
+	*n = v;
+	return 0;
+}
+
+int sluice_region_obj(const struct sluice_region *r, unsigned int idx,
+		      struct sluice_obj_info *info)
+{
+	unsigned int n;
+	int err;
+
+	if (!r || !info)
+		return -EINVAL;
+	err = nr_objs_of(r, &n);
+	if (err)
+		return err;
+	return idx < n ? obj_read(r, idx, info) : -ENOENT;
+}
+
+int sluice_region_find(const struct sluice_region *r, const char *name,
+		       struct sluice_obj_info *info)
+{
+	struct sluice_obj_info tmp;
+	unsigned int i, n;
+	int err;
+
+	if (!r || !info)
+		return -EINVAL;
+	err = sluice__name_check(name, SLUICE_OBJ_NAME_MAX);
+	if (err)
+		return err;
+	err = nr_objs_of(r, &n);
+	if (err)
+		return err;
+	for (i = 0; i < n; i++) {
+		err = obj_read(r, i, &tmp);
+		if (err)
+			return err;
+		if (!strcmp(tmp.name, name)) {
+			*info = tmp;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/*
+ * The directory lock is robust: if its holder died, we inherit it.  The
+ * holder updates an entry before publishing it through nr_objs, so a death
+ * at any point leaves at worst some heap space unused, never a torn entry:
+ * marking the mutex consistent is all the repair needed.
+ */
+static int dir_lock(struct sluice_region *r)
+{
+	uint64_t t = sluice__now_ns(CLOCK_MONOTONIC) + DIR_LOCK_TIMEOUT_NS;
+	struct timespec ts = {
+		.tv_sec = (time_t)(t / 1000000000ull),
+		.tv_nsec = (long)(t % 1000000000ull),
+	};
+	int err;
+
+	err = pthread_mutex_clocklock(&r->hdr->lock, CLOCK_MONOTONIC, &ts);
+	if (err == EOWNERDEAD)
+		err = pthread_mutex_consistent(&r->hdr->lock);
+	if (err == ENOTRECOVERABLE || err == EINVAL)
+		return -EBADMSG;
+	return -err;
+}
+
+int sluice_region_alloc(struct sluice_region *r, const char *name,
+			uint32_t type, uint64_t size, uint64_t align,
+			uint64_t *off)
+{
+	struct sluice_obj_entry *e;
+	struct sluice_obj_info tmp;
+	unsigned int i, n;
+	uint64_t top, start;
+	int err;
+
+	if (!r || !off || !type || !size)
+		return -EINVAL;
+	if (!align)
+		align = 64;
+	if (!is_pow2(align) || align > r->size)
+		return -EINVAL;
+	err = sluice__name_check(name, SLUICE_OBJ_NAME_MAX);
+	if (err)
+		return err;
+
+	err = dir_lock(r);
+	if (err)
+		return err;
+	err = nr_objs_of(r, &n);
+	if (err)
+		goto out_unlock;
+	for (i = 0; i < n; i++) {
+		err = obj_read(r, i, &tmp);
+		if (err)
+			goto out_unlock;
+		if (!strcmp(tmp.name, name)) {
+			err = -EEXIST;
+			goto out_unlock;
+		}
+	}
+	if (n == SLUICE_REGION_OBJS_MAX) {
+		err = -ENOSPC;
+		goto out_unlock;
+	}
+	top = atomic_load_explicit(&r->hdr->heap_top, memory_order_relaxed);
+	if (top < SLUICE_REGION_HEAP_OFF || top > r->size) {
+		err = -EBADMSG;
+		goto out_unlock;
+	}
+	start = (top + align - 1) & ~(align - 1);
+	if (start < top || start > r->size || size > r->size - start) {
+		err = -ENOSPC;
+		goto out_unlock;
+	}
+
+	memset((char *)r->hdr + start, 0, size);
+	e = &r->hdr->objs[n];
+	memset(e, 0, sizeof(*e));
+	strcpy(e->name, name);
+	e->type = type;
+	e->off = start;
+	e->size = size;
+	e->state = SLUICE_OBJ_LIVE;
+	atomic_store_explicit(&r->hdr->heap_top, start + size, memory_order_relaxed);
+	/*
+	 * Publish the entry.  Pairs with the acquire load in nr_objs_of():
+	 * a reader that counts entry n sees it whole, and its zeroed space.
+	 */
+	atomic_store_explicit(&r->hdr->nr_objs, n + 1, memory_order_release);
+	*off = start;
+	err = 0;
+out_unlock:
+	pthread_mutex_unlock(&r->hdr->lock);
+	return err;
+}

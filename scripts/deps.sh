@@ -1,0 +1,51 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# Install the Debian packages sluice needs, but only those missing: on a
+# machine that has them all this costs one dpkg-query and prints nothing.
+#
+#   scripts/deps.sh            install what is missing (as root)
+#   scripts/deps.sh --check    only say what is missing; exit 1 if anything is
+#   scripts/deps.sh --bench    also the benchmark peers (libdpdk-dev, ...)
+set -eu
+
+# Build and test: compiler, libraries, BPF toolchain.
+PKGS="gcc make pkg-config libc6-dev libnuma-dev libbpf-dev libcmocka-dev
+      clang llvm bpftool"
+# Peers that sluice-bench measures against; optional.
+BENCH_PKGS="libdpdk-dev"
+
+check_only=0
+for arg in "$@"; do
+	case "$arg" in
+	--check) check_only=1 ;;
+	--bench) PKGS="$PKGS $BENCH_PKGS" ;;
+	*) echo "usage: $0 [--check] [--bench]" >&2; exit 2 ;;
+	esac
+done
+
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii'; then
+		missing="$missing $p"
+	fi
+done
+
+[ -z "$missing" ] && exit 0
+
+if [ "$check_only" = 1 ]; then
+	echo "missing packages:$missing"
+	exit 1
+fi
+
+if [ "$(id -u)" != 0 ]; then
+	echo "sluice needs these packages:$missing" >&2
+	echo "install them as root: apt-get install$missing" >&2
+	exit 1
+fi
+
+echo "  DEPS    installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
