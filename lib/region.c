@@ -3,10 +3,12 @@
  * Regions: creation, validation on open, the object directory.
  *
  * Creation runs in one order so that nothing half-made is ever visible as a
- * region:  claim the name (flock + O_EXCL)  ->  size the file  ->  map it  ->
+ * region:  make a nameless file (O_TMPFILE)  ->  size it  ->  map it  ->
  * bind to the node (before first touch)  ->  fault every page in  ->  verify
- * placement and page size  ->  write the header  ->  publish "ready" last.
- * An opener waits for "ready", then checks everything it reads.  See
+ * placement and page size  ->  write the header  ->  publish "ready"  ->
+ * give it its name (linkat, under the name lock).  A creator that dies on
+ * the way leaves nothing behind: the kernel frees a nameless file on close.
+ * An opener checks "ready" and everything else it reads.  See
  * Documentation/regions.md for the reasons.
  */
 #include <errno.h>
@@ -36,7 +38,6 @@
 #endif
 
 #define LOCK_FILE		".sluice.lock"
-#define DEFAULT_WAIT_MS		1000
 #define DIR_LOCK_TIMEOUT_NS	(2 * 1000000000ull)
 #define NODE_UNKNOWN		(-1)
 
@@ -124,7 +125,8 @@ static int node_bind(void *base, size_t size, int node)
 
 	if (numa_available() < 0)
 		return 0;	/* one node: nothing to bind to */
-	if ((size_t)node >= sizeof(mask) * CHAR_BIT)
+	/* The kernel reads one bit less than maxnode says. */
+	if ((size_t)node >= sizeof(mask) * CHAR_BIT - 1)
 		return -ENODEV;
 	mask[node / (sizeof(long) * CHAR_BIT)] |= 1ul << (node % (sizeof(long) * CHAR_BIT));
 	if (mbind(base, size, MPOL_BIND, mask, sizeof(mask) * CHAR_BIT, MPOL_MF_STRICT))
@@ -182,27 +184,24 @@ struct backing {
 	size_t size;
 	size_t page_size;
 	enum sluice_backing kind;
-	char path[PATH_MAX];		/* empty for a memfd */
+	const char *dir;		/* where it gets its name; NULL for a memfd */
 };
 
+/* Nameless until published, so closing it is all the undoing it needs. */
 static void backing_undo(struct backing *b)
 {
 	if (b->base)
 		munmap(b->base, b->size);
 	if (b->fd >= 0)
 		close(b->fd);
-	if (b->path[0])
-		unlink(b->path);
 	b->base = NULL;
 	b->fd = -1;
-	b->path[0] = '\0';
 }
 
 static int backing_open(const struct create_args *a, bool huge,
 			const char *hugedir, struct backing *b)
 {
 	unsigned int mfd = MFD_CLOEXEC | MFD_ALLOW_SEALING;
-	int err;
 
 	if (a->anon) {
 		b->kind = huge ? SLUICE_BACKING_MEMFD_HUGETLB : SLUICE_BACKING_MEMFD;
@@ -211,17 +210,10 @@ static int backing_open(const struct create_args *a, bool huge,
 	}
 
 	b->kind = huge ? SLUICE_BACKING_HUGETLBFS : SLUICE_BACKING_SHM;
-	err = region_path(b->path, sizeof(b->path),
-			  huge ? hugedir : sluice__shm_dir(), a->name);
-	if (err)
-		return err;
-	b->fd = open(b->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-		     a->mode);
-	if (b->fd < 0) {
-		err = -errno;
-		b->path[0] = '\0';	/* not ours to unlink */
-		return err;
-	}
+	b->dir = huge ? hugedir : sluice__shm_dir();
+	b->fd = open(b->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, a->mode);
+	if (b->fd < 0)
+		return -errno;
 	/* The mode asked for, not what the umask left of it. */
 	if (fchmod(b->fd, a->mode))
 		return -errno;
@@ -235,7 +227,7 @@ static int backing_setup(const struct create_args *a, bool huge,
 
 	b->fd = -1;
 	b->base = NULL;
-	b->path[0] = '\0';
+	b->dir = NULL;
 	b->page_size = huge ? sluice__hugepage_size() : (size_t)sysconf(_SC_PAGESIZE);
 	if (!b->page_size)
 		return -ENOENT;
@@ -321,43 +313,71 @@ static void hdr_init(struct sluice_region_hdr *h, const struct create_args *a,
 	atomic_store_explicit(&h->nr_objs, 0, memory_order_relaxed);
 
 	/*
-	 * Publish.  Pairs with the acquire load in region_map(): an opener
+	 * Publish.  Pairs with the acquire load in region_map_ready(): an opener
 	 * that sees READY sees every header store above.
 	 */
 	atomic_store_explicit(&h->ready, SLUICE_REGION_READY, memory_order_release);
 }
 
+/* A name is free only if it is free in both places. */
+static int name_free(const char *name)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	int err;
+
+	err = region_path(path, sizeof(path), sluice__shm_dir(), name);
+	if (err)
+		return err;
+	if (!access(path, F_OK))
+		return -EEXIST;
+	if (!sluice__hugetlbfs_dir(dir, sizeof(dir)) &&
+	    !region_path(path, sizeof(path), dir, name) && !access(path, F_OK))
+		return -EEXIST;
+	return 0;
+}
+
+/*
+ * Give a finished region its name.  linkat() fails if the name exists, and
+ * the name lock keeps the other directory from getting it meanwhile.
+ */
+static int region_publish(const struct backing *b, const char *name)
+{
+	char path[PATH_MAX], self[64];
+	int lock_fd, err;
+
+	err = region_path(path, sizeof(path), b->dir, name);
+	if (err)
+		return err;
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", b->fd);
+	lock_fd = names_lock();
+	if (lock_fd < 0)
+		return lock_fd;
+	err = name_free(name);
+	if (!err && linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW))
+		err = -errno;
+	names_unlock(lock_fd);
+	return err;
+}
+
 static int region_create(const struct create_args *a,
 			 struct sluice_region **out)
 {
-	char hugedir[PATH_MAX], path[PATH_MAX];
-	int lock_fd = -1, fallback_err = 0, node, err;
+	int fallback_err = 0, node, err;
+	char hugedir[PATH_MAX];
 	struct sluice_region *r;
 	struct backing b;
 	size_t kps, huge_bytes;
 	bool try_huge;
 
+	/* Fail a taken name early; region_publish() checks again for real. */
+	if (!a->anon) {
+		err = name_free(a->name);
+		if (err)
+			return err;
+	}
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-
-	if (!a->anon) {
-		lock_fd = names_lock();
-		if (lock_fd < 0) {
-			err = lock_fd;
-			goto err_free;
-		}
-		/* The name is free only if it is free in both places. */
-		err = region_path(path, sizeof(path), sluice__shm_dir(), a->name);
-		if (!err && !access(path, F_OK))
-			err = -EEXIST;
-		if (!err && !sluice__hugetlbfs_dir(hugedir, sizeof(hugedir)) &&
-		    !region_path(path, sizeof(path), hugedir, a->name) &&
-		    !access(path, F_OK))
-			err = -EEXIST;
-		if (err)
-			goto err_unlock;
-	}
 
 	try_huge = a->pages != SLUICE_PAGES_NO_HUGE;
 	if (try_huge && !a->anon)
@@ -371,13 +391,11 @@ static int region_create(const struct create_args *a,
 		fallback_err = err;
 	}
 	if (err && a->pages == SLUICE_PAGES_REQUIRE_HUGE)
-		goto err_unlock;
+		goto err_free;
 	if (!try_huge || err) {
-		if (err == -EEXIST)
-			goto err_unlock;
 		err = backing_setup(a, false, NULL, &b);
 		if (err)
-			goto err_unlock;
+			goto err_free;
 	}
 
 	node = node_verify(b.base, b.size, b.page_size);
@@ -394,8 +412,11 @@ static int region_create(const struct create_args *a,
 	}
 
 	hdr_init(b.base, a, &b, node, fallback_err);
-	if (lock_fd >= 0)
-		names_unlock(lock_fd);
+	if (!a->anon) {
+		err = region_publish(&b, a->name);
+		if (err)
+			goto err_undo;
+	}
 
 	r->hdr = b.base;
 	r->size = b.size;
@@ -418,9 +439,6 @@ static int region_create(const struct create_args *a,
 
 err_undo:
 	backing_undo(&b);
-err_unlock:
-	if (lock_fd >= 0)
-		names_unlock(lock_fd);
 err_free:
 	free(r);
 	return err;
@@ -534,11 +552,12 @@ static int seals_check(int fd, uint32_t backing)
 	return 0;
 }
 
-static int wait_ms_of(const struct sluice_region_open_opts *opts)
+/* The deadline for waiting, or 0 for "do not wait". */
+static uint64_t deadline_of(const struct sluice_region_open_opts *opts)
 {
 	int ms = SLUICE_OPT(opts, sluice_region_open_opts, wait_ms, 0);
 
-	return ms == 0 ? DEFAULT_WAIT_MS : ms;
+	return ms > 0 ? sluice__now_ns(CLOCK_MONOTONIC) + (uint64_t)ms * 1000000 : 0;
 }
 
 /* Sleep a little, growing; false once @deadline has passed. */
@@ -556,65 +575,61 @@ static bool wait_more(uint64_t deadline, unsigned int *step_us)
 	return true;
 }
 
-/* Map @fd (ours from now on) as a region, waiting for it to be ready. */
-static int region_map(int fd, const char *want_name, int wait_ms,
-		      struct sluice_region **out)
+/*
+ * Map @fd and wait (until @deadline) for the header to be published.
+ * A region's file has every page allocated, or its creator would not have
+ * published it: a file with holes is refused before we touch it, since a
+ * fault on a hugetlbfs hole with an empty pool is SIGBUS.
+ */
+static int region_map_ready(int fd, uint64_t deadline, void **basep,
+			    size_t *sizep)
 {
-	uint64_t deadline = sluice__now_ns(CLOCK_MONOTONIC) +
-			    (wait_ms > 0 ? (uint64_t)wait_ms * 1000000 : 0);
-	struct sluice_region_hdr local;
-	struct sluice_region *r;
 	unsigned int step_us = 100;
-	void *base = NULL;
-	size_t size = 0;
 	struct stat st;
 	uint32_t ready;
-	int err;
+	void *base;
 
 	for (;;) {
-		if (fstat(fd, &st)) {
-			err = -errno;
-			goto err_close;
-		}
-		if (!S_ISREG(st.st_mode)) {
-			err = -EBADMSG;
-			goto err_close;
-		}
-		/* A creator sizes the file in one step: 0 is "not yet". */
-		if (st.st_size == 0) {
-			if (wait_ms > 0 && wait_more(deadline, &step_us))
-				continue;
-			err = -EAGAIN;
-			goto err_close;
-		}
-		if ((uint64_t)st.st_size < sizeof(struct sluice_region_hdr) ||
-		    (uint64_t)st.st_size > SIZE_MAX) {
-			err = -EBADMSG;
-			goto err_close;
-		}
-		size = (size_t)st.st_size;
-		base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-		if (base == MAP_FAILED) {
-			base = NULL;
-			err = -errno;
-			goto err_close;
-		}
+		if (fstat(fd, &st))
+			return -errno;
+		if (!S_ISREG(st.st_mode) ||
+		    (uint64_t)st.st_size < sizeof(struct sluice_region_hdr) ||
+		    (uint64_t)st.st_size > SIZE_MAX ||
+		    (uint64_t)st.st_blocks * 512 < (uint64_t)st.st_size)
+			return -EBADMSG;
+		base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE,
+			    MAP_SHARED, fd, 0);
+		if (base == MAP_FAILED)
+			return -errno;
 		/* Pairs with the release store that ends hdr_init(). */
 		ready = atomic_load_explicit(&((struct sluice_region_hdr *)base)->ready,
 					     memory_order_acquire);
-		if (ready == SLUICE_REGION_READY)
-			break;
-		munmap(base, size);
-		base = NULL;
-		if (ready != 0) {
-			err = -EBADMSG;
-			goto err_close;
+		if (ready == SLUICE_REGION_READY) {
+			*basep = base;
+			*sizep = (size_t)st.st_size;
+			return 0;
 		}
-		if (!(wait_ms > 0 && wait_more(deadline, &step_us))) {
-			err = -EAGAIN;
-			goto err_close;
-		}
+		munmap(base, (size_t)st.st_size);
+		if (ready != 0)
+			return -EBADMSG;
+		if (!deadline || !wait_more(deadline, &step_us))
+			return -EAGAIN;
 	}
+}
+
+/* Map @fd (ours from now on: closed on failure) as a region. */
+static int region_map(int fd, const char *want_name, uint64_t deadline,
+		      struct sluice_region **out)
+{
+	struct sluice_region_hdr local;
+	struct sluice_region *r;
+	void *base = NULL;
+	size_t size = 0;
+	int err;
+
+	err = region_map_ready(fd, deadline, &base, &size);
+	if (err)
+		goto err_close;
 
 	/* Read once into a private copy, check the copy, use only the copy. */
 	memcpy(&local, base, offsetof(struct sluice_region_hdr, ready));
@@ -623,6 +638,11 @@ static int region_map(int fd, const char *want_name, int wait_ms,
 		err = seals_check(fd, local.backing);
 	if (err)
 		goto err_unmap;
+	/* Map every page now, so the data path never takes a fault. */
+	if (madvise(base, size, MADV_POPULATE_WRITE)) {
+		err = errno == EFAULT || errno == EHWPOISON ? -EBADMSG : -errno;
+		goto err_unmap;
+	}
 
 	r = calloc(1, sizeof(*r));
 	if (!r) {
@@ -665,12 +685,13 @@ static int region_file_open(const char *name)
 	    !region_path(path, sizeof(path), dir, name)) {
 		fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 		if (fd >= 0 || errno != ENOENT)
-			return fd >= 0 ? fd : -errno;
+			goto out;
 	}
 	err = region_path(path, sizeof(path), sluice__shm_dir(), name);
 	if (err)
 		return err;
 	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+out:
 	if (fd < 0)
 		return errno == ELOOP ? -EBADMSG : -errno;
 	return fd;
@@ -680,6 +701,8 @@ int sluice_region_open(const char *name,
 		       const struct sluice_region_open_opts *opts,
 		       struct sluice_region **out)
 {
+	unsigned int step_us = 100;
+	uint64_t deadline;
 	int fd, err;
 
 	if (!out || !sluice__opts_valid(opts, sizeof(*opts)))
@@ -687,10 +710,15 @@ int sluice_region_open(const char *name,
 	err = sluice__name_check(name, SLUICE_REGION_NAME_MAX);
 	if (err)
 		return err;
-	fd = region_file_open(name);
+	deadline = deadline_of(opts);
+	for (;;) {
+		fd = region_file_open(name);
+		if (fd != -ENOENT || !deadline || !wait_more(deadline, &step_us))
+			break;
+	}
 	if (fd < 0)
 		return fd;
-	return region_map(fd, name, wait_ms_of(opts), out);
+	return region_map(fd, name, deadline, out);
 }
 
 int sluice_region_open_fd(int fd, const struct sluice_region_open_opts *opts,
@@ -703,7 +731,7 @@ int sluice_region_open_fd(int fd, const struct sluice_region_open_opts *opts,
 	dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (dup_fd < 0)
 		return -errno;
-	return region_map(dup_fd, NULL, wait_ms_of(opts), out);
+	return region_map(dup_fd, NULL, deadline_of(opts), out);
 }
 
 /* ------------------------------------------------------------- fd passing */
@@ -786,7 +814,7 @@ int sluice_region_recv(int sock, const struct sluice_region_open_opts *opts,
 		return -EPROTO;
 	}
 	memcpy(&fd, CMSG_DATA(c), sizeof(int));
-	return region_map(fd, NULL, wait_ms_of(opts), out);
+	return region_map(fd, NULL, deadline_of(opts), out);
 }
 
 /* ------------------------------------------------------------- lifetime */

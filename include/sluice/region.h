@@ -72,9 +72,9 @@ struct sluice_region_opts {
  */
 struct sluice_region_open_opts {
 	size_t sz;		/* sizeof(struct sluice_region_open_opts) */
-	int wait_ms;		/* how long to wait for a region still being
-				 * created: 0 means the default (1000 ms), a
-				 * negative value means do not wait at all */
+	int wait_ms;		/* how long to wait for a region that does not
+				 * exist yet or is not ready: 0 (the default)
+				 * or negative means do not wait */
 };
 
 /* A snapshot of a region's header and of what it really got. */
@@ -164,15 +164,18 @@ int sluice_region_create_anon(const char *label, size_t size,
  * @opts: options, or NULL for the defaults.
  * @out:  receives the region on success.
  *
- * Everything read from the header is validated before use.
+ * A name only ever refers to a finished region: creation builds the region
+ * in a nameless file and names it last.  Everything read from the header is
+ * validated before use, and every page is mapped before this returns.
  *
  * Return: 0 on success, or
  * -EINVAL, -ENAMETOOLONG  bad name;
- * -ENOENT     no region of that name;
+ * -ENOENT     no region of that name (after waiting opts.wait_ms);
  * -EACCES     permission denied;
- * -EAGAIN     the region is still being created (or its creator died
- *             before finishing) after waiting opts.wait_ms;
- * -EBADMSG    the header is truncated or corrupted;
+ * -EAGAIN     the header's ready flag is not set (after waiting
+ *             opts.wait_ms): only a damaged region looks like this;
+ * -EBADMSG    the header is truncated or corrupted, the file is not a
+ *             regular file, or it has holes (unallocated pages);
  * -EPROTO     the region was made by an incompatible sluice ABI version.
  */
 int sluice_region_open(const char *name,
