@@ -53,7 +53,8 @@ ifneq ($(SAN),)
   SANFLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 
-ALL_CFLAGS  := -std=gnu11 -D_GNU_SOURCE -pthread -fPIC $(WARN) $(CFLAGS) $(SANFLAGS) \
+ALL_CFLAGS  := -std=gnu11 -D_GNU_SOURCE -DSLUICE_VERSION='"$(VERSION)"' -pthread -fPIC \
+	       $(WARN) $(CFLAGS) $(SANFLAGS) \
 	       -I$(srctree)/include -I$(srctree)/lib -MMD -MP
 ALL_LDFLAGS := -pthread $(LDFLAGS) $(SANFLAGS)
 LIBS        := -lnuma

@@ -137,17 +137,23 @@ int sluice__hugepages_set_total(unsigned long total, unsigned long *got)
 
 int sluice__hugetlbfs_mount(char *dir, size_t len, const char *want)
 {
+	size_t page_size = sluice__hugepage_size();
+
 	if (!sluice__hugetlbfs_dir(dir, len))
 		return 0;
-	if (!sluice__hugepage_size())
+	if (!page_size)
 		return -ENOENT;
 	if (strlen(want) >= len)
 		return -ENAMETOOLONG;
-	if (mkdir(want, 0755) && errno != EEXIST)
-		return -errno;
-	/* Sticky and world-writable, like /dev/shm: files keep their own modes. */
-	if (mount("hugetlbfs", want, "hugetlbfs", MS_NOSUID | MS_NODEV, "mode=01777"))
-		return -errno;
+	/* Mounted already, but not found above (overridden, or not writable). */
+	if (!is_hugetlbfs(want, page_size)) {
+		if (mkdir(want, 0755) && errno != EEXIST)
+			return -errno;
+		/* Sticky and world-writable, like /dev/shm: files keep their modes. */
+		if (mount("hugetlbfs", want, "hugetlbfs", MS_NOSUID | MS_NODEV,
+			  "mode=01777"))
+			return -errno;
+	}
 	strcpy(dir, want);
 	return 0;
 }

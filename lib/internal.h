@@ -41,7 +41,8 @@ uint64_t sluice__now_ns(int clock_id);
 /*
  * A process's start time (field 22 of /proc/PID/stat, clock ticks since
  * boot): with the pid it names one process for good, as pids get reused.
- * Returns 0 or a negative errno (-ESRCH if there is no such process).
+ * Returns 0 or a negative errno (-ESRCH if there is no such process, or it
+ * has exited and is a zombie waiting to be reaped).
  */
 int sluice__proc_start_time(pid_t pid, uint64_t *start);
 /* Is the process with this pid and start time still running? */

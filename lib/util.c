@@ -89,6 +89,9 @@ int sluice__proc_start_time(pid_t pid, uint64_t *start)
 	if (!p)
 		return -EIO;
 	p++;
+	/* Field 3 is the state: a zombie has exited, whatever its stat says. */
+	if (p[0] == ' ' && (p[1] == 'Z' || p[1] == 'X'))
+		return -ESRCH;
 	/* Now at field 3 (state); starttime is field 22. */
 	for (i = 3; i < 22; i++) {
 		p = strchr(p + 1, ' ');
