@@ -97,6 +97,15 @@ int sluice__smaps_query(const void *addr, size_t *kernel_page_size,
 
 /* ---------------------------------------------------------------- regions */
 
+struct sluice_region;
+/*
+ * The region's directory lock (process-shared, robust), for the rare
+ * changes objects make to their own shared state (a ring side being taken).
+ * Returns 0, -ETIMEDOUT or -EBADMSG.
+ */
+int sluice__region_lock(struct sluice_region *r);
+void sluice__region_unlock(struct sluice_region *r);
+
 /* Where named regions live: /dev/shm unless SLUICE_SHM_DIR says otherwise. */
 const char *sluice__shm_dir(void);
 /* Region files are named with this prefix in both directories. */

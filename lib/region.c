@@ -39,6 +39,7 @@
 
 #define LOCK_FILE		".sluice.lock"
 #define DIR_LOCK_TIMEOUT_NS	(2 * 1000000000ull)
+#define NAMES_LOCK_TIMEOUT_NS	(2 * 1000000000ull)
 #define NODE_UNKNOWN		(-1)
 
 struct sluice_region {
@@ -85,19 +86,27 @@ static int region_path(char *buf, size_t len, const char *dir, const char *name)
  */
 static int names_lock(void)
 {
+	uint64_t deadline = sluice__now_ns(CLOCK_MONOTONIC) + NAMES_LOCK_TIMEOUT_NS;
+	struct timespec pause = { .tv_nsec = 1000000 };
 	char path[PATH_MAX];
-	int fd, err;
+	int fd;
 
 	snprintf(path, sizeof(path), "%s/" LOCK_FILE, sluice__shm_dir());
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
+	/* Read-only is enough for flock, whoever made the file. */
+	fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0)
 		return -errno;
-	/* Anyone may create regions: undo the umask, if the file is ours. */
-	(void)fchmod(fd, 0666);
-	if (flock(fd, LOCK_EX)) {
-		err = -errno;
-		close(fd);
-		return err;
+	/* Anyone may hold the lock: never wait on it for ever. */
+	while (flock(fd, LOCK_EX | LOCK_NB)) {
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			close(fd);
+			return -errno;
+		}
+		if (sluice__now_ns(CLOCK_MONOTONIC) >= deadline) {
+			close(fd);
+			return -ETIMEDOUT;
+		}
+		nanosleep(&pause, NULL);
 	}
 	return fd;
 }
@@ -307,7 +316,7 @@ static void hdr_init(struct sluice_region_hdr *h, const struct create_args *a,
 	pthread_mutexattr_init(&ma);
 	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
 	pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
-	pthread_mutex_init(&h->lock, &ma);
+	pthread_mutex_init(&h->lock.mutex, &ma);
 	pthread_mutexattr_destroy(&ma);
 	atomic_store_explicit(&h->heap_top, SLUICE_REGION_HEAP_OFF, memory_order_relaxed);
 	atomic_store_explicit(&h->nr_objs, 0, memory_order_relaxed);
@@ -538,13 +547,17 @@ static int hdr_validate(const struct sluice_region_hdr *h, size_t file_size,
 	return 0;
 }
 
-/* A memfd-backed region must be sealed, or its sender could truncate it. */
-static int seals_check(int fd, uint32_t backing)
+/*
+ * A file with no name (a memfd) must be sealed against shrinking, or its
+ * sender could truncate it under us: SIGBUS.  Judged from the descriptor,
+ * never from the header, which the sender wrote.  A named file is trusted
+ * as far as its permissions go (see Documentation/regions.md).
+ */
+static int seals_check(int fd, const struct stat *st)
 {
 	int seals;
 
-	if (backing != SLUICE_BACKING_MEMFD &&
-	    backing != SLUICE_BACKING_MEMFD_HUGETLB)
+	if (st->st_nlink > 0)
 		return 0;
 	seals = fcntl(fd, F_GET_SEALS);
 	if (seals < 0 || !(seals & F_SEAL_SHRINK))
@@ -588,10 +601,14 @@ static int region_map_ready(int fd, uint64_t deadline, void **basep,
 	struct stat st;
 	uint32_t ready;
 	void *base;
+	int err;
 
 	for (;;) {
 		if (fstat(fd, &st))
 			return -errno;
+		err = seals_check(fd, &st);
+		if (err)
+			return err;
 		if (!S_ISREG(st.st_mode) ||
 		    (uint64_t)st.st_size < sizeof(struct sluice_region_hdr) ||
 		    (uint64_t)st.st_size > SIZE_MAX ||
@@ -634,8 +651,6 @@ static int region_map(int fd, const char *want_name, uint64_t deadline,
 	/* Read once into a private copy, check the copy, use only the copy. */
 	memcpy(&local, base, offsetof(struct sluice_region_hdr, ready));
 	err = hdr_validate(&local, size, want_name);
-	if (!err)
-		err = seals_check(fd, local.backing);
 	if (err)
 		goto err_unmap;
 	/* Map every page now, so the data path never takes a fault. */
@@ -959,14 +974,18 @@ static uint64_t heap_top_of(const struct sluice_region *r)
 }
 
 int sluice_region_info(const struct sluice_region *r,
-		       struct sluice_region_info *info)
+		       struct sluice_region_info *out)
 {
+	struct sluice_region_info full, *info = &full;
+	size_t sz;
 	uint32_t n;
 
-	if (!r || !info || info->sz != sizeof(*info))
+	/* Fill what the caller's struct has room for, zero what we lack. */
+	if (!r || !out || out->sz < sizeof(out->sz) || out->sz > 4096)
 		return -EINVAL;
+	sz = out->sz;
 	memset(info, 0, sizeof(*info));
-	info->sz = sizeof(*info);
+	info->sz = sz;
 	memcpy(info->name, r->name, sizeof(info->name));
 	info->size = r->size;
 	info->page_size = r->page_size;
@@ -985,6 +1004,9 @@ int sluice_region_info(const struct sluice_region *r,
 	info->created_ns = r->created_ns;
 	n = atomic_load_explicit(&r->hdr->nr_objs, memory_order_relaxed);
 	info->nr_objs = n > SLUICE_REGION_OBJS_MAX ? SLUICE_REGION_OBJS_MAX : n;
+	memcpy(out, info, sz < sizeof(*info) ? sz : sizeof(*info));
+	if (sz > sizeof(*info))
+		memset((char *)out + sizeof(*info), 0, sz - sizeof(*info));
 	return 0;
 }
 
@@ -1108,12 +1130,22 @@ static int dir_lock(struct sluice_region *r)
 	};
 	int err;
 
-	err = pthread_mutex_clocklock(&r->hdr->lock, CLOCK_MONOTONIC, &ts);
+	err = pthread_mutex_clocklock(&r->hdr->lock.mutex, CLOCK_MONOTONIC, &ts);
 	if (err == EOWNERDEAD)
-		err = pthread_mutex_consistent(&r->hdr->lock);
+		err = pthread_mutex_consistent(&r->hdr->lock.mutex);
 	if (err == ENOTRECOVERABLE || err == EINVAL)
 		return -EBADMSG;
 	return -err;
+}
+
+int sluice__region_lock(struct sluice_region *r)
+{
+	return dir_lock(r);
+}
+
+void sluice__region_unlock(struct sluice_region *r)
+{
+	pthread_mutex_unlock(&r->hdr->lock.mutex);
 }
 
 int sluice_region_alloc(struct sluice_region *r, const char *name,
@@ -1183,6 +1215,6 @@ int sluice_region_alloc(struct sluice_region *r, const char *name,
 	*off = start;
 	err = 0;
 out_unlock:
-	pthread_mutex_unlock(&r->hdr->lock);
+	pthread_mutex_unlock(&r->hdr->lock.mutex);
 	return err;
 }

@@ -67,7 +67,10 @@ struct sluice_region_hdr {
 	_Alignas(64) _Atomic uint32_t ready;
 
 	/* The object directory, guarded by lock. */
-	_Alignas(64) pthread_mutex_t lock;	/* process-shared, robust */
+	_Alignas(64) union {
+		pthread_mutex_t mutex;		/* process-shared, robust */
+		char space[64];			/* the same place on every libc arch */
+	} lock;
 	_Atomic uint64_t heap_top;	/* next free byte, heap_off <= top <= size */
 	_Atomic uint32_t nr_objs;	/* entries published, <= SLUICE_REGION_OBJS_MAX */
 	uint32_t pad;
@@ -81,7 +84,8 @@ static_assert(sizeof(struct sluice_obj_entry) == 64, "directory entry is one cac
 static_assert(offsetof(struct sluice_region_hdr, name) == 88, "immutable header moved");
 static_assert(offsetof(struct sluice_region_hdr, ready) == 192, "ready flag moved");
 static_assert(offsetof(struct sluice_region_hdr, lock) == 256, "directory lock moved");
-static_assert(sizeof(pthread_mutex_t) == 40, "pthread_mutex_t is not the glibc x86-64/aarch64 size");
+static_assert(sizeof(pthread_mutex_t) <= 64, "pthread_mutex_t outgrew its space");
+static_assert(offsetof(struct sluice_region_hdr, heap_top) == 320, "directory moved");
 static_assert(sizeof(struct sluice_region_hdr) <= 4608, "header outgrew its space");
 
 /* Objects start here: the header, rounded up to 4 KiB. */

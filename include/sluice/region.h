@@ -175,8 +175,10 @@ int sluice_region_create_anon(const char *label, size_t size,
  * -EAGAIN     the header's ready flag is not set (after waiting
  *             opts.wait_ms): only a damaged region looks like this;
  * -EBADMSG    the header is truncated or corrupted, the file is not a
- *             regular file, or it has holes (unallocated pages);
- * -EPROTO     the region was made by an incompatible sluice ABI version.
+ *             regular file or is a symbolic link, it has holes
+ *             (unallocated pages), or it has no name and is not sealed;
+ * -EPROTO     the region was made by an incompatible sluice ABI version;
+ * -ENOMEM, -EMFILE, ...  other errors from open(2) and mmap(2).
  */
 int sluice_region_open(const char *name,
 		       const struct sluice_region_open_opts *opts,
@@ -253,9 +255,11 @@ int sluice_region_fd(const struct sluice_region *r);
 
 /**
  * sluice_region_info() - fill @info with a snapshot of the region.
- * @info: info->sz must be set to sizeof(*info) by the caller.
+ * @info: the caller sets info->sz to sizeof(*info).  A larger (newer)
+ *        struct gets the fields this library knows and zeros; a smaller
+ *        (older) one gets the fields it has room for.
  *
- * Return: 0 or -EINVAL if info->sz is not a size this library knows.
+ * Return: 0 or -EINVAL if @info is NULL or info->sz is implausible.
  */
 int sluice_region_info(const struct sluice_region *r,
 		       struct sluice_region_info *info);
