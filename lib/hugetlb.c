@@ -37,6 +37,14 @@ static long long meminfo(const char *key)
 	return v;
 }
 
+/* A count from /proc/meminfo; a field this kernel lacks counts as 0. */
+static unsigned long meminfo_count(const char *key)
+{
+	long long v = meminfo(key);
+
+	return v > 0 ? (unsigned long)v : 0;
+}
+
 size_t sluice__hugepage_size(void)
 {
 	long long kb = meminfo("Hugepagesize");
@@ -103,9 +111,9 @@ int sluice__hugepages_get(struct sluice__hugepages *hp)
 		return -ENOENT;
 	hp->page_size = sluice__hugepage_size();
 	hp->total = (unsigned long)total;
-	hp->free = (unsigned long)meminfo("HugePages_Free");
-	hp->rsvd = (unsigned long)meminfo("HugePages_Rsvd");
-	hp->surplus = (unsigned long)meminfo("HugePages_Surp");
+	hp->free = meminfo_count("HugePages_Free");
+	hp->rsvd = meminfo_count("HugePages_Rsvd");
+	hp->surplus = meminfo_count("HugePages_Surp");
 	return 0;
 }
 

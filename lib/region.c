@@ -1198,7 +1198,12 @@ int sluice_region_alloc(struct sluice_region *r, const char *name,
 		goto out_unlock;
 	}
 
-	memset((char *)r->hdr + start, 0, size);
+	/*
+	 * No memset: space above heap_top has never been handed out, so it
+	 * is still the zeros creation faulted in (an allocator that died
+	 * after moving heap_top only leaves a gap).  Clearing a large object
+	 * here would hold the lock for as long as that takes.
+	 */
 	e = &r->hdr->objs[n];
 	memset(e, 0, sizeof(*e));
 	strcpy(e->name, name);
