@@ -4,8 +4,9 @@
 #
 #   make            library, tools and tests
 #   make run        the demo (installs missing dependencies first)
-#   make check      build everything and run the tests, plain and under
-#                   AddressSanitizer + UndefinedBehaviorSanitizer
+#   make check      build everything and run the tests, plain, under
+#                   AddressSanitizer + UndefinedBehaviorSanitizer, and the
+#                   concurrency tests under ThreadSanitizer
 #   make bench      sluice-bench against its peers
 #   make install    PREFIX=/usr/local DESTDIR=
 #
@@ -24,6 +25,13 @@ O       ?= build
 obj     := $(abspath $(O))
 
 include $(srctree)/Kbuild
+
+# Optional benchmark peers, found with pkg-config (make bench installs them).
+HAVE_DPDK := $(shell pkg-config --exists libdpdk 2>/dev/null && echo 1)
+ifeq ($(HAVE_DPDK),1)
+  CFLAGS_peer_rte.o   := -DHAVE_DPDK $(shell pkg-config --cflags libdpdk)
+  LDLIBS_sluice-bench += -lrte_ring -lrte_eal
+endif
 
 ifeq ($(V),1)
   Q :=
@@ -68,6 +76,7 @@ lib-so     := $(obj)/libsluice.so.$(VERSION)
 lib-links  := $(obj)/$(SONAME) $(obj)/libsluice.so
 tools-bins := $(addprefix $(obj)/tools/,$(tools-y))
 tests-bins := $(addprefix $(obj)/tests/,$(tests-y))
+tsan-bins  := $(addprefix $(obj)/tests/,$(tests-tsan-y))
 tests-common := $(addprefix $(obj)/tests/,$(tests-common-y))
 pc-file    := $(obj)/sluice.pc
 man-pages  := $(wildcard $(srctree)/Documentation/man/*.[1-8])
@@ -76,18 +85,19 @@ man-pages  := $(wildcard $(srctree)/Documentation/man/*.[1-8])
 tool-objs = $(addprefix $(obj)/tools/,$(or $($(1)-objs),$(1).o))
 
 .DEFAULT_GOAL := all
-.PHONY: all lib tools tests run check bench install uninstall clean deps \
-	check-build check-plain check-asan
+.PHONY: all lib tools tests tests-tsan run check bench install uninstall \
+	clean deps check-build
 
 all: lib tools tests
 lib: $(lib-a) $(lib-links) $(pc-file)
 tools: $(tools-bins)
 tests: $(tests-bins)
+tests-tsan: $(tsan-bins)
 
 $(obj)/%.o: $(srctree)/%.c
 	$(quiet) CC $(patsubst $(obj)/%,%,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(ALL_CFLAGS) $(CFLAGS_$(@F)) -c $< -o $@
 
 $(lib-a): $(lib-objs)
 	$(quiet) AR $(notdir $@)
@@ -116,9 +126,9 @@ $(pc-file): $(srctree)/Makefile
 .SECONDEXPANSION:
 $(tools-bins): $(obj)/tools/%: $$(call tool-objs,%) $(lib-a)
 	$(quiet) LD tools/$*
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lm
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(LDLIBS_$*) -lm
 
-$(tests-bins): $(obj)/tests/%: $(obj)/tests/%.o $(tests-common) $(lib-a)
+$(sort $(tests-bins) $(tsan-bins)): $(obj)/tests/%: $(obj)/tests/%.o $(tests-common) $(lib-a)
 	$(quiet) LD tests/$*
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(TEST_LIBS)
 
@@ -134,14 +144,16 @@ run: deps
 	$(Q)$(obj)/tools/sluice-demo
 
 bench: deps
+	$(Q)$(srctree)/scripts/deps.sh --bench
 	$(Q)$(MAKE) -f $(srctree)/Makefile O=$(O) lib tools
 	$(Q)$(obj)/tools/sluice-bench
 
 check: deps
 	$(Q)$(MAKE) -f $(srctree)/Makefile O=$(O) check-build
-	$(Q)$(MAKE) -f $(srctree)/Makefile O=$(O)/asan SAN=address,undefined tests
+	$(Q)$(MAKE) -f $(srctree)/Makefile O=$(O)/asan SAN=address,undefined lib tests
+	$(Q)$(MAKE) -f $(srctree)/Makefile O=$(O)/tsan SAN=thread tests-tsan
 	$(Q)SLUICE_SRCTREE=$(srctree) $(srctree)/scripts/run-tests.sh \
-		plain:$(obj) asan:$(obj)/asan
+		plain:$(obj) asan:$(obj)/asan tsan:$(obj)/tsan
 
 check-build: all $(lib-links)
 

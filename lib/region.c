@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +46,8 @@
 struct sluice_region {
 	struct sluice_region_hdr *hdr;	/* == base */
 	size_t size;
-	int fd;
+	int fd;				/* our own open file description */
+	pthread_mutex_t lock;		/* our threads, before the flock */
 	bool named;
 	/* Validated copies of the immutable header: getters never re-read it. */
 	char name[SLUICE_REGION_NAME_MAX + 1];
@@ -290,7 +292,6 @@ err_undo:
 static void hdr_init(struct sluice_region_hdr *h, const struct create_args *a,
 		     const struct backing *b, int node, int fallback_err)
 {
-	pthread_mutexattr_t ma;
 	uint64_t start = 0;
 
 	h->magic = SLUICE_REGION_MAGIC;
@@ -313,11 +314,6 @@ static void hdr_init(struct sluice_region_hdr *h, const struct create_args *a,
 	strncpy(h->name, a->name, sizeof(h->name) - 1);
 	h->csum = sluice__fnv1a(h, SLUICE_REGION_CSUM_LEN);
 
-	pthread_mutexattr_init(&ma);
-	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
-	pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
-	pthread_mutex_init(&h->lock.mutex, &ma);
-	pthread_mutexattr_destroy(&ma);
 	atomic_store_explicit(&h->heap_top, SLUICE_REGION_HEAP_OFF, memory_order_relaxed);
 	atomic_store_explicit(&h->nr_objs, 0, memory_order_relaxed);
 
@@ -430,6 +426,7 @@ static int region_create(const struct create_args *a,
 	r->hdr = b.base;
 	r->size = b.size;
 	r->fd = b.fd;
+	pthread_mutex_init(&r->lock, NULL);
 	r->named = !a->anon;
 	memcpy(r->name, r->hdr->name, sizeof(r->name));
 	r->page_size = b.page_size;
@@ -667,6 +664,7 @@ static int region_map(int fd, const char *want_name, uint64_t deadline,
 	r->hdr = base;
 	r->size = size;
 	r->fd = fd;
+	pthread_mutex_init(&r->lock, NULL);
 	r->named = want_name != NULL;
 	memcpy(r->name, local.name, sizeof(r->name));
 	r->page_size = local.page_size;
@@ -736,17 +734,40 @@ int sluice_region_open(const char *name,
 	return region_map(fd, name, deadline, out);
 }
 
+/*
+ * A descriptor of our own for @fd's file, with its own open file
+ * description, so that our flock on it excludes the process that gave us
+ * @fd (SCM_RIGHTS passes the description itself, flock and all).  Where
+ * /proc cannot reopen it (no /proc, or a mode that lets us use the passed
+ * descriptor but not open the file), a plain dup still works, with the
+ * directory lock shared with the sender.
+ */
+static int own_fd(int fd)
+{
+	char path[64];
+	int nfd;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	nfd = open(path, O_RDWR | O_CLOEXEC);
+	if (nfd >= 0)
+		return nfd;
+	nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	return nfd >= 0 ? nfd : -errno;
+}
+
 int sluice_region_open_fd(int fd, const struct sluice_region_open_opts *opts,
 			  struct sluice_region **out)
 {
-	int dup_fd;
+	int nfd;
 
 	if (!out || !sluice__opts_valid(opts, sizeof(*opts)))
 		return -EINVAL;
-	dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (dup_fd < 0)
-		return -errno;
-	return region_map(dup_fd, NULL, deadline_of(opts), out);
+	if (fcntl(fd, F_GETFD) < 0)
+		return -EBADF;
+	nfd = own_fd(fd);
+	if (nfd < 0)
+		return nfd;
+	return region_map(nfd, NULL, deadline_of(opts), out);
 }
 
 /* ------------------------------------------------------------- fd passing */
@@ -810,8 +831,8 @@ int sluice_region_recv(int sock, const struct sluice_region_open_opts *opts,
 		.msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf),
 	};
 	struct cmsghdr *c;
+	int fd, nfd;
 	ssize_t n;
-	int fd;
 
 	if (!out || !sluice__opts_valid(opts, sizeof(*opts)))
 		return -EINVAL;
@@ -829,7 +850,11 @@ int sluice_region_recv(int sock, const struct sluice_region_open_opts *opts,
 		return -EPROTO;
 	}
 	memcpy(&fd, CMSG_DATA(c), sizeof(int));
-	return region_map(fd, NULL, deadline_of(opts), out);
+	nfd = own_fd(fd);
+	close(fd);
+	if (nfd < 0)
+		return nfd;
+	return region_map(nfd, NULL, deadline_of(opts), out);
 }
 
 /* ------------------------------------------------------------- lifetime */
@@ -840,6 +865,7 @@ void sluice_region_close(struct sluice_region *r)
 		return;
 	munmap(r->hdr, r->size);
 	close(r->fd);
+	pthread_mutex_destroy(&r->lock);
 	free(r);
 }
 
@@ -1116,26 +1142,43 @@ int sluice_region_find(const struct sluice_region *r, const char *name,
 }
 
 /*
- * The directory lock is robust: if its holder died, we inherit it.  The
- * holder updates an entry before publishing it through nr_objs, so a death
- * at any point leaves at worst some heap space unused, never a torn entry:
- * marking the mutex consistent is all the repair needed.
+ * The directory lock: an flock on the region's file, which the kernel
+ * holds for us and drops if we die, so nothing in shared memory can wedge
+ * or crash it (a pthread mutex there could: glibc aborts on some garbage).
+ * flock belongs to an open file description, which every handle has its
+ * own of (see own_fd()); threads sharing a handle take its mutex first.
+ * The holder updates an entry before publishing it through nr_objs, so a
+ * death at any point leaves at worst a gap in the heap, never a torn
+ * entry.  The wait is bounded: anyone who can open the file can hold it.
  */
 static int dir_lock(struct sluice_region *r)
 {
-	uint64_t t = sluice__now_ns(CLOCK_MONOTONIC) + DIR_LOCK_TIMEOUT_NS;
-	struct timespec ts = {
-		.tv_sec = (time_t)(t / 1000000000ull),
-		.tv_nsec = (long)(t % 1000000000ull),
-	};
+	uint64_t deadline = sluice__now_ns(CLOCK_MONOTONIC) + DIR_LOCK_TIMEOUT_NS;
+	unsigned int step_us = 10;
 	int err;
 
-	err = pthread_mutex_clocklock(&r->hdr->lock.mutex, CLOCK_MONOTONIC, &ts);
-	if (err == EOWNERDEAD)
-		err = pthread_mutex_consistent(&r->hdr->lock.mutex);
-	if (err == ENOTRECOVERABLE || err == EINVAL)
-		return -EBADMSG;
-	return -err;
+	pthread_mutex_lock(&r->lock);
+	while (flock(r->fd, LOCK_EX | LOCK_NB)) {
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			err = -errno;
+			goto err_unlock;
+		}
+		if (!wait_more(deadline, &step_us)) {
+			err = -ETIMEDOUT;
+			goto err_unlock;
+		}
+	}
+	return 0;
+
+err_unlock:
+	pthread_mutex_unlock(&r->lock);
+	return err;
+}
+
+static void dir_unlock(struct sluice_region *r)
+{
+	flock(r->fd, LOCK_UN);
+	pthread_mutex_unlock(&r->lock);
 }
 
 int sluice__region_lock(struct sluice_region *r)
@@ -1145,7 +1188,7 @@ int sluice__region_lock(struct sluice_region *r)
 
 void sluice__region_unlock(struct sluice_region *r)
 {
-	pthread_mutex_unlock(&r->hdr->lock.mutex);
+	dir_unlock(r);
 }
 
 int sluice_region_alloc(struct sluice_region *r, const char *name,
@@ -1198,12 +1241,6 @@ int sluice_region_alloc(struct sluice_region *r, const char *name,
 		goto out_unlock;
 	}
 
-	/*
-	 * No memset: space above heap_top has never been handed out, so it
-	 * is still the zeros creation faulted in (an allocator that died
-	 * after moving heap_top only leaves a gap).  Clearing a large object
-	 * here would hold the lock for as long as that takes.
-	 */
 	e = &r->hdr->objs[n];
 	memset(e, 0, sizeof(*e));
 	strcpy(e->name, name);
@@ -1217,9 +1254,18 @@ int sluice_region_alloc(struct sluice_region *r, const char *name,
 	 * a reader that counts entry n sees it whole, and its zeroed space.
 	 */
 	atomic_store_explicit(&r->hdr->nr_objs, n + 1, memory_order_release);
+	dir_unlock(r);
+	/*
+	 * Space above heap_top has never been handed out, so it is normally
+	 * still zero; but nothing stops a careless writer past the end of
+	 * its own object.  Clear it outside the lock, which a large object
+	 * would otherwise hold for as long as that takes.
+	 */
+	memset((char *)r->hdr + start, 0, size);
 	*off = start;
-	err = 0;
+	return 0;
+
 out_unlock:
-	pthread_mutex_unlock(&r->hdr->lock.mutex);
+	dir_unlock(r);
 	return err;
 }

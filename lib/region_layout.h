@@ -11,8 +11,9 @@
  *  - the immutable part (magic .. name) is written once by the creator
  *    before it publishes @ready, and covered by @csum;
  *  - @ready is stored last, with release order, by the creator;
- *  - the directory (@lock, @heap_top, @nr_objs, @objs) is written by
- *    whoever allocates, under @lock;
+ *  - the directory (@heap_top, @nr_objs, @objs) is written by whoever
+ *    allocates, holding an flock on the region's file (lib/region.c: no
+ *    lock lives in this memory, where garbage could wedge or crash it);
  *  - nothing else in the header is ever written.
  * Every reader treats all of it as untrusted: loaded once, checked, used.
  */
@@ -20,7 +21,6 @@
 #define SLUICE_REGION_LAYOUT_H
 
 #include <assert.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,11 +66,8 @@ struct sluice_region_hdr {
 	/* Published last by the creator (release); read first (acquire). */
 	_Alignas(64) _Atomic uint32_t ready;
 
-	/* The object directory, guarded by lock. */
-	_Alignas(64) union {
-		pthread_mutex_t mutex;		/* process-shared, robust */
-		char space[64];			/* the same place on every libc arch */
-	} lock;
+	/* The object directory, written under the file's flock. */
+	_Alignas(64) unsigned char reserved[64];
 	_Atomic uint64_t heap_top;	/* next free byte, heap_off <= top <= size */
 	_Atomic uint32_t nr_objs;	/* entries published, <= SLUICE_REGION_OBJS_MAX */
 	uint32_t pad;
@@ -83,8 +80,6 @@ struct sluice_region_hdr {
 static_assert(sizeof(struct sluice_obj_entry) == 64, "directory entry is one cache line");
 static_assert(offsetof(struct sluice_region_hdr, name) == 88, "immutable header moved");
 static_assert(offsetof(struct sluice_region_hdr, ready) == 192, "ready flag moved");
-static_assert(offsetof(struct sluice_region_hdr, lock) == 256, "directory lock moved");
-static_assert(sizeof(pthread_mutex_t) <= 64, "pthread_mutex_t outgrew its space");
 static_assert(offsetof(struct sluice_region_hdr, heap_top) == 320, "directory moved");
 static_assert(sizeof(struct sluice_region_hdr) <= 4608, "header outgrew its space");
 

@@ -282,12 +282,13 @@ void *sluice_region_at(const struct sluice_region *r, uint64_t off,
  * @align: alignment of the offset, a power of two; 0 means 64.
  * @off:   receives the offset of the new object.
  *
- * The space is all zeros: it has never been used.  Safe against other
- * processes allocating at the same time.
+ * The space is zeroed.  Safe against other processes and threads
+ * allocating at the same time.
  *
  * Return: 0, or -EINVAL (bad argument), -ENAMETOOLONG, -EEXIST (name taken),
  * -ENOSPC (no room or directory full), -EBADMSG (the directory in shared
- * memory is corrupted), -ETIMEDOUT (the directory lock was held too long).
+ * memory is corrupted), -ETIMEDOUT (another process held the directory
+ * lock, an flock on the region's file, for over two seconds).
  */
 int sluice_region_alloc(struct sluice_region *r, const char *name,
 			uint32_t type, uint64_t size, uint64_t align,
