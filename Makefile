@@ -39,7 +39,7 @@ ifeq ($(V),1)
 else
   Q := @
   quiet = @printf '  %-7s %s\n'
-  MAKEFLAGS += --no-print-directory
+  MAKEFLAGS += --no-print-directory -s
 endif
 
 PREFIX     ?= /usr/local
@@ -78,7 +78,6 @@ tools-bins := $(addprefix $(obj)/tools/,$(tools-y))
 tests-bins := $(addprefix $(obj)/tests/,$(tests-y))
 tsan-bins  := $(addprefix $(obj)/tests/,$(tests-tsan-y))
 tests-common := $(addprefix $(obj)/tests/,$(tests-common-y))
-pc-file    := $(obj)/sluice.pc
 man-pages  := $(wildcard $(srctree)/Documentation/man/*.[1-8])
 
 # Each tool is tools/NAME.c unless Kbuild says NAME-objs := ...
@@ -89,7 +88,7 @@ tool-objs = $(addprefix $(obj)/tools/,$(or $($(1)-objs),$(1).o))
 	clean deps check-build
 
 all: lib tools tests
-lib: $(lib-a) $(lib-links) $(pc-file)
+lib: $(lib-a) $(lib-links)
 tools: $(tools-bins)
 tests: $(tests-bins)
 tests-tsan: $(tsan-bins)
@@ -112,15 +111,17 @@ $(lib-so): $(lib-objs) $(srctree)/lib/libsluice.map
 $(lib-links): $(lib-so)
 	$(Q)ln -sf $(notdir $<) $@
 
-$(pc-file): $(srctree)/Makefile
-	$(quiet) GEN $(notdir $@)
-	@mkdir -p $(@D)
-	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' \
-		'includedir=$(INCLUDEDIR)' '' 'Name: sluice' \
+# Written at install time: it records where things were installed.
+define write-pc
+	printf '%s\n' 'prefix=$(PREFIX)' \
+		'libdir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))' \
+		'includedir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))' \
+		'' 'Name: sluice' \
 		'Description: kernel-bypass inter-process communication over shared memory' \
 		'Version: $(VERSION)' 'Requires.private: numa' \
 		'Libs: -L$${libdir} -lsluice' 'Libs.private: -lnuma -pthread' \
-		'Cflags: -I$${includedir}' > $@
+		'Cflags: -I$${includedir}' > $(1)
+endef
 
 # Tools and tests link the static library: they may use lib/ internals.
 .SECONDEXPANSION:
@@ -169,7 +170,7 @@ install: lib tools
 	$(Q)ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libsluice.so
 	$(Q)install -m 644 $(srctree)/include/sluice.h $(DESTDIR)$(INCLUDEDIR)
 	$(Q)install -m 644 $(srctree)/include/sluice/*.h $(DESTDIR)$(INCLUDEDIR)/sluice
-	$(Q)install -m 644 $(pc-file) $(DESTDIR)$(PCDIR)
+	$(Q)$(call write-pc,$(DESTDIR)$(PCDIR)/sluice.pc)
 	$(Q)install -m 755 $(tools-bins) $(DESTDIR)$(BINDIR)
 	$(Q)for m in $(man-pages); do s=$${m##*.}; \
 		install -d $(DESTDIR)$(MANDIR)/man$$s && \
