@@ -47,6 +47,7 @@ struct sluice_region {
 	struct sluice_region_hdr *hdr;	/* == base */
 	size_t size;
 	int fd;				/* our own open file description */
+	pid_t pid;			/* whose: a forked child must reopen */
 	pthread_mutex_t lock;		/* our threads, before the flock */
 	bool named;
 	/* Validated copies of the immutable header: getters never re-read it. */
@@ -426,6 +427,7 @@ static int region_create(const struct create_args *a,
 	r->hdr = b.base;
 	r->size = b.size;
 	r->fd = b.fd;
+	r->pid = getpid();
 	pthread_mutex_init(&r->lock, NULL);
 	r->named = !a->anon;
 	memcpy(r->name, r->hdr->name, sizeof(r->name));
@@ -664,6 +666,7 @@ static int region_map(int fd, const char *want_name, uint64_t deadline,
 	r->hdr = base;
 	r->size = size;
 	r->fd = fd;
+	r->pid = getpid();
 	pthread_mutex_init(&r->lock, NULL);
 	r->named = want_name != NULL;
 	memcpy(r->name, local.name, sizeof(r->name));
@@ -1158,6 +1161,20 @@ static int dir_lock(struct sluice_region *r)
 	int err;
 
 	pthread_mutex_lock(&r->lock);
+	/*
+	 * A handle inherited across fork shares its open file description,
+	 * and so its flock, with the parent: give the child its own, under
+	 * the same descriptor number.
+	 */
+	if (r->pid != getpid()) {
+		int nfd = own_fd(r->fd);
+
+		if (nfd >= 0 && nfd != r->fd) {
+			if (dup3(nfd, r->fd, O_CLOEXEC) >= 0)
+				r->pid = getpid();
+			close(nfd);
+		}
+	}
 	while (flock(r->fd, LOCK_EX | LOCK_NB)) {
 		if (errno != EWOULDBLOCK && errno != EINTR) {
 			err = -errno;
@@ -1241,6 +1258,13 @@ int sluice_region_alloc(struct sluice_region *r, const char *name,
 		goto out_unlock;
 	}
 
+	/*
+	 * Zero the space before publishing it: a peer that finds the object
+	 * may write to it at once.  (Space above heap_top is normally zero
+	 * already, but nothing stops a careless writer past its own object.)
+	 * A large object holds the lock for as long as this takes.
+	 */
+	memset((char *)r->hdr + start, 0, size);
 	e = &r->hdr->objs[n];
 	memset(e, 0, sizeof(*e));
 	strcpy(e->name, name);
@@ -1251,17 +1275,10 @@ int sluice_region_alloc(struct sluice_region *r, const char *name,
 	atomic_store_explicit(&r->hdr->heap_top, start + size, memory_order_relaxed);
 	/*
 	 * Publish the entry.  Pairs with the acquire load in nr_objs_of():
-	 * a reader that counts entry n sees it whole, and its zeroed space.
+	 * a reader that counts entry n sees it whole.
 	 */
 	atomic_store_explicit(&r->hdr->nr_objs, n + 1, memory_order_release);
 	dir_unlock(r);
-	/*
-	 * Space above heap_top has never been handed out, so it is normally
-	 * still zero; but nothing stops a careless writer past the end of
-	 * its own object.  Clear it outside the lock, which a large object
-	 * would otherwise hold for as long as that takes.
-	 */
-	memset((char *)r->hdr + start, 0, size);
 	*off = start;
 	return 0;
 
