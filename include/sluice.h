@@ -3,7 +3,9 @@
 #ifndef SLUICE_H
 #define SLUICE_H
 
+#include <sluice/cancel.h>
 #include <sluice/opts.h>
 #include <sluice/region.h>
+#include <sluice/spsc.h>
 
 #endif /* SLUICE_H */

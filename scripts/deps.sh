@@ -13,7 +13,7 @@ set -eu
 PKGS="gcc make pkg-config libc6-dev libnuma-dev libbpf-dev libcmocka-dev
       clang llvm bpftool"
 # Peers that sluice-bench measures against; optional.
-BENCH_PKGS="libdpdk-dev libck-dev"
+BENCH_PKGS="libdpdk-dev"
 
 check_only=0
 for arg in "$@"; do

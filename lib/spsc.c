@@ -1,0 +1,1138 @@
+// SPDX-License-Identifier: MIT
+/*
+ * SPSC rings: everything but the inline fast path of include/sluice/spsc.h.
+ *
+ * Indices.  tail (producer) and head (consumer) count packets since the
+ * ring was made and never wrap (2^64 packets is centuries); slot i is
+ * index & mask.  Each side keeps its own index in its handle and never
+ * reads it back from shared memory.
+ *
+ * Publication.  A packet is published by its slot's tag, (index + 1) << 32
+ * | length, stored with release after the bytes.  The consumer polls the tag
+ * of the next slot, the line it has to fetch anyway; it never polls an
+ * index the producer writes on every packet, which would drag that line
+ * back and forth once per packet (tried: 4x slower).  The producer caches
+ * head + count and reloads head only when that says full.  tail is stored
+ * after each publication for the eventfd bridge, takeover and tools; the
+ * consumer never polls it, and end of stream is CLOSED plus the tags.  Whatever is loaded from the other side is checked: a head
+ * outside [pos - count, pos], or a length over the slot size, is -EBADMSG;
+ * a tag that does not match just means "not published yet".
+ *
+ * Sleeping without losing a wakeup.  A side that found nothing to do spins
+ * for a while, then sleeps on its futex word (side.seq).  The classic
+ * protocol is Dekker's:
+ *
+ *	sleeper                            waker
+ *	waiting++                          publish (tag or head, release)
+ *	full fence                         full fence
+ *	re-check: nothing? sleep           load waiting: set? bump seq, wake
+ *
+ * and one of the two always sees the other's store.  But a full fence on
+ * every send drains the store buffer behind the data just written, which
+ * costs more than the whole rest of a send.  So the waker's fence is
+ * conditional: the sleeper first sets ARMED in its ctl word, which the
+ * waker reads after each index store (a relaxed load of a line that stays
+ * in its cache); only when ARMED is set does the waker fence and check
+ * waiting.  Arming is made safe by membarrier(GLOBAL_EXPEDITED), which runs
+ * a full barrier on every CPU running a registered process: after it, a
+ * waker whose load saw ARMED clear had made its publishing store visible
+ * before that barrier, so the sleeper's re-check sees the index; any later waker
+ * sees ARMED and takes the Dekker path.  A side stays armed while it keeps
+ * sleeping and disarms when a wait ends while spinning, so a busy ring runs
+ * fence-free and an idle one pays one fence per operation, next to a futex
+ * system call.  Where membarrier is unavailable, both sides are armed for
+ * good (STICKY) and every operation fences.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/membarrier.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+
+#include <sluice/spsc.h>
+
+#include "cancel_internal.h"
+#include "futex.h"
+#include "internal.h"
+
+#define DEFAULT_TIMEOUT_NS	(5 * 1000000000ull)
+#define SPIN_MAX_NS		50000u
+#define SPIN_MIN_NS		1000u
+#define SLIP_MAX		64u	/* pauses: about 1.5 us on a 25 ns pause */
+#define ARM_KEEP_NS		100000u	/* a sleep longer than this disarms */
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* ------------------------------------------------------------- membarrier */
+
+/*
+ * Register this process as a target of other processes' membarriers.  Per
+ * process, not per program run: a forked child is a new process that must
+ * register itself, so the check is by pid rather than pthread_once (whose
+ * state a child inherits).  Registering twice is harmless.
+ */
+static bool mb_register(void)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static pid_t pid;
+	static bool ok;
+	long cmds;
+
+	pthread_mutex_lock(&lock);
+	if (pid != getpid()) {
+		cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+		ok = cmds > 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+		     !syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0);
+		pid = getpid();
+	}
+	pthread_mutex_unlock(&lock);
+	return ok;
+}
+
+/* Full barrier on every CPU running a process that registered. */
+static void mb_global(void)
+{
+	syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
+}
+
+/* ------------------------------------------------------------- layout */
+
+struct geometry {
+	uint32_t stride;
+	uint64_t tags_off;
+	uint64_t slots_off;
+	uint64_t size;
+};
+
+static uint64_t align64(uint64_t v)
+{
+	return (v + 63) & ~63ull;
+}
+
+static void geometry_of(uint32_t count, uint32_t slot_size, struct geometry *g)
+{
+	g->stride = (uint32_t)align64(slot_size);
+	g->tags_off = align64(sizeof(struct sluice_spsc_ring));
+	g->slots_off = align64(g->tags_off + (uint64_t)count * sizeof(uint64_t));
+	g->size = g->slots_off + (uint64_t)count * g->stride;
+}
+
+static bool is_pow2(uint32_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+static uint64_t config_csum(const struct sluice_spsc_ring *c)
+{
+	const unsigned char *p = (const unsigned char *)c;
+	size_t from = __builtin_offsetof(struct sluice_spsc_ring, abi);
+
+	return sluice__fnv1a(p + from, SLUICE_SPSC_CSUM_LEN - from);
+}
+
+/*
+ * Check a private copy of a ring's configuration against the object it
+ * lives in.  Counts and sizes are bounded first, so no sum below overflows.
+ */
+static int config_check(const struct sluice_spsc_ring *c, uint64_t obj_size)
+{
+	struct geometry g;
+
+	if (c->abi != SLUICE_SPSC_ABI)
+		return -EPROTO;
+	if (c->csum != config_csum(c))
+		return -EBADMSG;
+	if (!is_pow2(c->slot_count) || c->slot_count < 2 ||
+	    c->slot_count > SLUICE_SPSC_SLOTS_MAX ||
+	    !c->slot_size || c->slot_size > SLUICE_SPSC_SLOT_SIZE_MAX)
+		return -EBADMSG;
+	geometry_of(c->slot_count, c->slot_size, &g);
+	if (c->stride != g.stride || c->tags_off != g.tags_off ||
+	    c->slots_off != g.slots_off || c->size != g.size ||
+	    c->size > obj_size)
+		return -EBADMSG;
+	return 0;
+}
+
+/* ------------------------------------------------------------- attaching */
+
+static struct sluice_spsc_side *side_of(struct sluice_spsc_ring *ring,
+					enum sluice_spsc_role role)
+{
+	return role == SLUICE_SPSC_PRODUCER ? &ring->prod : &ring->cons;
+}
+
+/*
+ * Take @role's side under the region lock: free, or held by a process that
+ * has died (its committed packets stay; what it had reserved is dropped).
+ */
+static int side_claim(struct sluice_region *r, struct sluice_spsc_ring *ring,
+		      enum sluice_spsc_role role)
+{
+	struct sluice_spsc_side *s = side_of(ring, role);
+	uint32_t ctl, keep;
+	uint64_t start = 0;
+	int err;
+
+	err = sluice__region_lock(r);
+	if (err)
+		return err;
+	ctl = atomic_load_explicit(&s->ctl, memory_order_relaxed);
+	if (ctl & SLUICE_SPSC_CLOSED) {
+		err = -EPIPE;
+		goto out;
+	}
+	if ((ctl & SLUICE_SPSC_ATTACHED) && !(ctl & SLUICE_SPSC_DEAD) &&
+	    sluice__proc_alive(atomic_load_explicit(&s->pid, memory_order_relaxed),
+			       atomic_load_explicit(&s->start, memory_order_relaxed))) {
+		err = -EBUSY;
+		goto out;
+	}
+	(void)sluice__proc_start_time(getpid(), &start);
+	atomic_store_explicit(&s->pid, getpid(), memory_order_relaxed);
+	atomic_store_explicit(&s->start, start, memory_order_relaxed);
+	keep = ctl & SLUICE_SPSC_STICKY ? SLUICE_SPSC_STICKY | SLUICE_SPSC_ARMED : 0;
+	atomic_store_explicit(&s->waiting, 0, memory_order_relaxed);
+	/* Pairs with the peer's acquire loads of ctl: it sees pid and start. */
+	atomic_store_explicit(&s->ctl, keep | SLUICE_SPSC_ATTACHED, memory_order_release);
+out:
+	sluice__region_unlock(r);
+	return err;
+}
+
+/* No membarrier here: arm both sides for good, so every wake fences. */
+static void sides_make_sticky(struct sluice_spsc_ring *ring)
+{
+	const uint32_t bits = SLUICE_SPSC_STICKY | SLUICE_SPSC_ARMED;
+
+	atomic_fetch_or_explicit(&ring->prod.ctl, bits, memory_order_seq_cst);
+	atomic_fetch_or_explicit(&ring->cons.ctl, bits, memory_order_seq_cst);
+}
+
+static int handle_init(struct sluice_region *r, struct sluice_spsc_ring *ring,
+		       const struct sluice_spsc_ring *cfg,
+		       enum sluice_spsc_role role,
+		       const struct sluice_spsc_opts *opts,
+		       struct sluice_spsc **out)
+{
+	struct sluice_spsc *q;
+	uint64_t head, tail;
+	uint32_t spin;
+	int err;
+
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->ring = ring;
+	q->role = role;
+	q->self = side_of(ring, role);
+	q->peer = side_of(ring, role == SLUICE_SPSC_PRODUCER ?
+			  SLUICE_SPSC_CONSUMER : SLUICE_SPSC_PRODUCER);
+	q->tags = (_Atomic uint64_t *)((unsigned char *)ring + cfg->tags_off);
+	q->slots = (unsigned char *)ring + cfg->slots_off;
+	q->count = cfg->slot_count;
+	q->mask = cfg->slot_count - 1;
+	q->slot_size = cfg->slot_size;
+	q->stride = cfg->stride;
+	q->region = r;
+	q->timeout_ns = SLUICE_OPT(opts, sluice_spsc_opts, timeout_ns, 0);
+	if (!q->timeout_ns)
+		q->timeout_ns = DEFAULT_TIMEOUT_NS;
+	q->cancel = SLUICE_OPT(opts, sluice_spsc_opts, cancel, NULL);
+	spin = SLUICE_OPT(opts, sluice_spsc_opts, spin_ns, 0);
+	q->spin_fixed = spin != 0;
+	q->spin_max_ns = spin ? spin : SPIN_MAX_NS;
+	q->spin_ns = q->spin_max_ns;
+
+	if (!mb_register())
+		sides_make_sticky(ring);
+
+	err = side_claim(r, ring, role);
+	if (err)
+		goto err_free;
+
+	/* Our index from shared memory, once; then it lives in the handle. */
+	head = atomic_load_explicit(&ring->head, memory_order_acquire);
+	tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+	if (tail - head > q->count) {
+		err = -EBADMSG;
+		goto err_release;
+	}
+	if (role == SLUICE_SPSC_PRODUCER) {
+		/*
+		 * A producer that died between publishing a tag and storing
+		 * tail left tail behind: carry on after what it published.
+		 */
+		while (tail - head < q->count &&
+		       SLUICE_SPSC_TAG_IS(atomic_load_explicit(sluice__spsc_tag(q, tail),
+							       memory_order_acquire), tail))
+			tail++;
+		q->pos = tail;
+		q->limit = head + q->count;
+	} else {
+		q->pos = head;
+	}
+	*out = q;
+	return 0;
+
+err_release:
+	atomic_fetch_and_explicit(&q->self->ctl, ~SLUICE_SPSC_ATTACHED, memory_order_release);
+err_free:
+	free(q);
+	return err;
+}
+
+static bool opts_ok(const struct sluice_spsc_opts *opts)
+{
+	return sluice__opts_valid(opts, sizeof(*opts)) &&
+	       !SLUICE_OPT(opts, sluice_spsc_opts, flags, 0);
+}
+
+static bool role_ok(enum sluice_spsc_role role)
+{
+	return role == SLUICE_SPSC_PRODUCER || role == SLUICE_SPSC_CONSUMER;
+}
+
+int sluice_spsc_create(struct sluice_region *r, const char *name,
+		       uint32_t slot_count, uint32_t slot_size,
+		       enum sluice_spsc_role role,
+		       const struct sluice_spsc_opts *opts,
+		       struct sluice_spsc **out)
+{
+	struct sluice_spsc_ring *ring, cfg;
+	struct geometry g;
+	uint64_t off;
+	int err;
+
+	if (!r || !out || !role_ok(role) || !opts_ok(opts) ||
+	    !is_pow2(slot_count) || slot_count < 2 ||
+	    slot_count > SLUICE_SPSC_SLOTS_MAX ||
+	    !slot_size || slot_size > SLUICE_SPSC_SLOT_SIZE_MAX)
+		return -EINVAL;
+	geometry_of(slot_count, slot_size, &g);
+	err = sluice_region_alloc(r, name, SLUICE_OBJ_SPSC, g.size, 64, &off);
+	if (err)
+		return err;
+	ring = sluice_region_at(r, off, g.size);
+
+	/* Made privately, copied out: our handle never reads shared config. */
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.abi = SLUICE_SPSC_ABI;
+	cfg.slot_count = slot_count;
+	cfg.slot_size = slot_size;
+	cfg.stride = g.stride;
+	cfg.tags_off = g.tags_off;
+	cfg.slots_off = g.slots_off;
+	cfg.size = g.size;
+	cfg.csum = config_csum(&cfg);
+	memcpy((char *)ring + __builtin_offsetof(struct sluice_spsc_ring, abi),
+	       (char *)&cfg + __builtin_offsetof(struct sluice_spsc_ring, abi),
+	       __builtin_offsetof(struct sluice_spsc_ring, tail) -
+	       __builtin_offsetof(struct sluice_spsc_ring, abi));
+	/*
+	 * The magic goes last: the directory already names the object, and
+	 * an attacher that sees the magic (acquire, in sluice_spsc_attach())
+	 * sees the configuration above.
+	 */
+	atomic_store_explicit((_Atomic uint64_t *)&ring->magic, SLUICE_SPSC_MAGIC,
+			      memory_order_release);
+	return handle_init(r, ring, &cfg, role, opts, out);
+}
+
+int sluice_spsc_attach(struct sluice_region *r, const char *name,
+		       enum sluice_spsc_role role,
+		       const struct sluice_spsc_opts *opts,
+		       struct sluice_spsc **out)
+{
+	struct sluice_spsc_ring *ring, cfg;
+	struct sluice_obj_info obj;
+	uint64_t magic;
+	int err;
+
+	if (!r || !out || !role_ok(role) || !opts_ok(opts))
+		return -EINVAL;
+	err = sluice_region_find(r, name, &obj);
+	if (err)
+		return err;
+	if (obj.type != SLUICE_OBJ_SPSC || obj.size < sizeof(*ring))
+		return -EPROTO;
+	ring = sluice_region_at(r, obj.offset, obj.size);
+	if (!ring || obj.offset % 64)
+		return -EBADMSG;
+
+	magic = atomic_load_explicit((_Atomic uint64_t *)&ring->magic,
+				     memory_order_acquire);
+	if (magic == 0)
+		return -EAGAIN;		/* its creator is still at it */
+	if (magic != SLUICE_SPSC_MAGIC)
+		return -EPROTO;
+	/* Read once, check the copy, use the copy. */
+	memcpy(&cfg, ring, __builtin_offsetof(struct sluice_spsc_ring, tail));
+	err = config_check(&cfg, obj.size);
+	if (err)
+		return err;
+	return handle_init(r, ring, &cfg, role, opts, out);
+}
+
+static void wake_side(struct sluice_spsc_side *s)
+{
+	atomic_fetch_add_explicit(&s->seq, 1, memory_order_seq_cst);
+	sluice__futex_wake(&s->seq);
+}
+
+static void ev_stop(struct sluice_spsc *q);
+
+void sluice_spsc_close(struct sluice_spsc *q)
+{
+	if (!q)
+		return;
+	if (q->ev)
+		ev_stop(q);
+	/*
+	 * Pairs with the acquire load of ctl in refill(): a peer that sees
+	 * CLOSED sees every packet we published before it.
+	 */
+	atomic_fetch_or_explicit(&q->self->ctl, SLUICE_SPSC_CLOSED, memory_order_seq_cst);
+	wake_side(q->peer);
+	free(q);
+}
+
+/* ------------------------------------------------------------- slow path */
+
+static void disarm(struct sluice_spsc *q);
+struct ev_bridge;
+static void ev_drained(struct ev_bridge *ev);
+
+/* Is packet @idx published?  Its tag, if so, in @tag. */
+static bool published(const struct sluice_spsc *q, uint64_t idx, uint64_t *tag)
+{
+	/* Pairs with the producer's release store of the tag. */
+	*tag = atomic_load_explicit(sluice__spsc_tag(q, idx), memory_order_acquire);
+	return SLUICE_SPSC_TAG_IS(*tag, idx);
+}
+
+/*
+ * Look again at what the peer did.  Returns 0 when there is room
+ * (producer) or a packet (consumer), else why not.
+ */
+int sluice__spsc_refill(struct sluice_spsc *q)
+{
+	uint64_t idx, tag;
+	uint32_t ctl;
+
+	if (q->held)
+		return -EBUSY;
+	/*
+	 * Peer state first: a producer publishes its last packets before
+	 * setting CLOSED (seq_cst), so after seeing CLOSED (acquire) the tag
+	 * loads below see them all.
+	 */
+	ctl = atomic_load_explicit(&q->peer->ctl, memory_order_acquire);
+	if (q->role == SLUICE_SPSC_PRODUCER) {
+		if (ctl & (SLUICE_SPSC_CLOSED | SLUICE_SPSC_DEAD))
+			return -EPIPE;
+		/* Pairs with the consumer's release store of head. */
+		idx = atomic_load_explicit(&q->ring->head, memory_order_acquire);
+		if (q->pos - idx > q->count)
+			return -EBADMSG;
+		q->limit = idx + q->count;
+		if (q->limit == q->pos)
+			return -EAGAIN;
+		/* Room: whatever made us sleep on a full ring is over. */
+		disarm(q);
+		return 0;
+	}
+	if (published(q, q->pos, &tag))
+		return 0;
+	if (ctl & (SLUICE_SPSC_CLOSED | SLUICE_SPSC_DEAD))
+		return -EPIPE;
+	if (q->ev)
+		ev_drained(q->ev);	/* drained: the bridge may signal again */
+	return -EAGAIN;
+}
+
+/* The peer armed itself: Dekker's side of the waker (see the top). */
+void sluice__spsc_wake(struct sluice_spsc *q)
+{
+	/* Orders our index store before the load of waiting. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&q->peer->waiting, memory_order_relaxed))
+		wake_side(q->peer);
+}
+
+static void arm(struct sluice_spsc *q)
+{
+	uint32_t ctl = atomic_load_explicit(&q->self->ctl, memory_order_relaxed);
+
+	if (ctl & SLUICE_SPSC_ARMED)
+		return;
+	atomic_fetch_or_explicit(&q->self->ctl, SLUICE_SPSC_ARMED, memory_order_seq_cst);
+	/* Every peer store before its next ARMED check is now visible. */
+	mb_global();
+}
+
+static void disarm(struct sluice_spsc *q)
+{
+	uint32_t ctl = atomic_load_explicit(&q->self->ctl, memory_order_relaxed);
+
+	if (q->ev)
+		return;		/* the eventfd bridge sleeps on our arming */
+	while ((ctl & SLUICE_SPSC_ARMED) && !(ctl & SLUICE_SPSC_STICKY) &&
+	       !atomic_compare_exchange_weak_explicit(&q->self->ctl, &ctl,
+						      ctl & ~SLUICE_SPSC_ARMED,
+						      memory_order_relaxed,
+						      memory_order_relaxed))
+		;
+}
+
+/* Spin budget: grow toward what waits take, shrink when sleeping anyway. */
+static void spin_adapt(struct sluice_spsc *q, uint64_t took_ns, bool spun)
+{
+	uint64_t next;
+
+	if (q->spin_fixed)
+		return;
+	if (spun)
+		next = took_ns * 2 > SPIN_MIN_NS ? took_ns * 2 : SPIN_MIN_NS;
+	else if (took_ns < q->spin_max_ns)
+		next = took_ns * 2;	/* a short sleep: spinning was cheaper */
+	else
+		next = q->spin_ns / 2 > SPIN_MIN_NS ? q->spin_ns / 2 : SPIN_MIN_NS;
+	q->spin_ns = (uint32_t)(next < q->spin_max_ns ? next : q->spin_max_ns);
+}
+
+/* More than one packet (consumer) or free slot (producer) waiting now? */
+static bool burst(struct sluice_spsc *q)
+{
+	uint64_t tag;
+
+	if (q->role == SLUICE_SPSC_PRODUCER)
+		return q->limit - q->pos >= 2;
+	return published(q, q->pos + 1, &tag);
+}
+
+/*
+ * Temporal slipping (FastForward).  A side that polls the very line its
+ * peer is writing takes it away from the peer on every packet, and both
+ * crawl.  So when a wait ends almost at once and finds a burst waiting
+ * (the peer streams and we are just faster), the next wait first lets the
+ * peer get a few lines ahead.  When it finds a lone packet (a ping-pong,
+ * sparse traffic), the pause only added latency: poll at once next time.
+ * From no slip at all, a quick wait is enough to try a little.
+ */
+static void slip_adapt(struct sluice_spsc *q, unsigned int polls)
+{
+	if (polls <= 2 && (!q->slip || burst(q)))
+		q->slip = q->slip * 2 + 1 < SLIP_MAX ? q->slip * 2 + 1 : SLIP_MAX;
+	else if (polls <= 2)
+		q->slip = 0;
+	else
+		q->slip /= 2;
+}
+
+/*
+ * A wait's clock.  Reading it costs tens of nanoseconds in a VM, as much as
+ * a whole packet, so a wait reads it only once it has lasted a few dozen
+ * polls; a short wait (the common case on a busy ring) never does.
+ */
+struct wait_clock {
+	uint64_t start;			/* 0 until first read */
+	uint64_t deadline;
+};
+
+#define CLOCK_EVERY	64u	/* polls between clock reads */
+#define POLL_NS		32u	/* about one poll and pause, for untimed waits */
+
+static void clock_start(const struct sluice_spsc *q, struct wait_clock *c,
+			uint64_t now)
+{
+	c->start = now;
+	/* Saturate: a timeout too large to add means no deadline at all. */
+	c->deadline = q->timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + q->timeout_ns;
+}
+
+/*
+ * Spin for the budget.  Returns 0 (ready, with how long it took in
+ * @took_ns), -EAGAIN (budget spent: sleep), or an error.
+ */
+static int spin_wait(struct sluice_spsc *q, struct wait_clock *c,
+		     uint64_t *took_ns)
+{
+	uint64_t budget = q->spin_ns, now;
+	/* A budget shorter than CLOCK_EVERY polls: check it on every poll. */
+	unsigned int every = budget < CLOCK_EVERY * POLL_NS ? 1 : CLOCK_EVERY;
+	unsigned int i;
+	int err;
+
+	for (i = 0; i < q->slip; i++)
+		cpu_relax();
+	for (i = 1;; i++) {
+		/* Fetch the slot's bytes while waiting for its tag. */
+		if (q->role == SLUICE_SPSC_CONSUMER)
+			__builtin_prefetch(sluice__spsc_data(q, q->pos), 0, 3);
+		err = sluice__spsc_refill(q);
+		if (err != -EAGAIN) {
+			if (!err) {
+				slip_adapt(q, i);
+				*took_ns = c->start ? sluice__now_ns(CLOCK_MONOTONIC) - c->start :
+					   (uint64_t)i * POLL_NS;
+			}
+			return err;
+		}
+		cpu_relax();
+		if (i % every)
+			continue;
+		err = sluice_cancel_reason(q->cancel);
+		if (err)
+			return err;
+		now = sluice__now_ns(CLOCK_MONOTONIC);
+		if (!c->start)
+			clock_start(q, c, now);	/* the wait began a few polls ago */
+		if (now >= c->deadline)
+			return -ETIMEDOUT;
+		if (q->spin_max_ns != UINT32_MAX && now - c->start >= budget)
+			return -EAGAIN;
+	}
+}
+
+static int sleep_wait(struct sluice_spsc *q, uint64_t deadline)
+{
+	uint64_t start = sluice__now_ns(CLOCK_MONOTONIC);
+	struct sluice__waiter w;
+	uint32_t seq;
+	int err;
+
+	arm(q);
+	err = sluice__cancel_arm(q->cancel, &w, &q->self->seq);
+	if (err)
+		goto out_disarm;
+	atomic_fetch_add_explicit(&q->self->waiting, 1, memory_order_seq_cst);
+	for (;;) {
+		/* Read seq before the re-check: a wake after it changes seq. */
+		seq = atomic_load_explicit(&q->self->seq, memory_order_acquire);
+		/* Orders waiting++ before the index load in refill (Dekker). */
+		atomic_thread_fence(memory_order_seq_cst);
+		err = sluice__spsc_refill(q);
+		if (err != -EAGAIN)
+			break;
+		err = sluice_cancel_reason(q->cancel);
+		if (err)
+			break;
+		/*
+		 * Check the clock ourselves too: a peer that keeps bumping
+		 * seq would otherwise keep us past the deadline for ever.
+		 */
+		err = sluice__futex_wait(&q->self->seq, seq,
+					 deadline == UINT64_MAX ? 0 : deadline);
+		if (err == -ETIMEDOUT || sluice__now_ns(CLOCK_MONOTONIC) >= deadline) {
+			err = -ETIMEDOUT;
+			break;
+		}
+	}
+	atomic_fetch_sub_explicit(&q->self->waiting, 1, memory_order_relaxed);
+	/*
+	 * Stay armed across short sleeps (a blocking ping-pong would pay a
+	 * membarrier per message); after a long one, re-arming is noise,
+	 * and staying armed would cost the peer a fence per packet.
+	 */
+	if (sluice__now_ns(CLOCK_MONOTONIC) - start > ARM_KEEP_NS)
+		disarm(q);
+out_disarm:
+	sluice__cancel_disarm(q->cancel, &w);
+	return err;
+}
+
+int sluice_spsc_wait(struct sluice_spsc *q)
+{
+	struct wait_clock c = { 0 };
+	uint64_t took;
+	int err;
+
+	if (!q)
+		return -EINVAL;
+	err = sluice__spsc_refill(q);
+	if (err != -EAGAIN)
+		return err;
+	err = sluice_cancel_reason(q->cancel);
+	if (err)
+		return err;
+
+	if (q->spin_ns) {
+		err = spin_wait(q, &c, &took);
+		if (err != -EAGAIN) {
+			if (!err) {
+				spin_adapt(q, took, true);
+				disarm(q);
+			}
+			return err;
+		}
+	}
+	if (!c.start)
+		clock_start(q, &c, sluice__now_ns(CLOCK_MONOTONIC));
+	err = sleep_wait(q, c.deadline);
+	if (!err)
+		spin_adapt(q, sluice__now_ns(CLOCK_MONOTONIC) - c.start, false);
+	return err;
+}
+
+void sluice_spsc_set_timeout(struct sluice_spsc *q, uint64_t timeout_ns)
+{
+	q->timeout_ns = timeout_ns ? timeout_ns : DEFAULT_TIMEOUT_NS;
+}
+
+void sluice_spsc_set_cancel(struct sluice_spsc *q, struct sluice_cancel *c)
+{
+	q->cancel = c;
+}
+
+uint32_t sluice_spsc_slot_count(const struct sluice_spsc *q)
+{
+	return q->count;
+}
+
+uint32_t sluice_spsc_slot_size(const struct sluice_spsc *q)
+{
+	return q->slot_size;
+}
+
+/* ------------------------------------------------------------- batches */
+
+/* Room for up to @n packets now (producer). */
+static int room(struct sluice_spsc *q, unsigned int n, uint32_t *k)
+{
+	uint64_t have = q->limit - q->pos;
+	int err;
+
+	if (have < n || (atomic_load_explicit(&q->peer->ctl, memory_order_relaxed) &
+			 (SLUICE_SPSC_CLOSED | SLUICE_SPSC_DEAD))) {
+		err = sluice__spsc_refill(q);
+		if (err && err != -EAGAIN)
+			return err;
+		have = q->limit - q->pos;
+		if (!have)
+			return -EAGAIN;
+	}
+	*k = have < n ? (uint32_t)have : n;
+	return 0;
+}
+
+/*
+ * The consumer took nothing at pos: say why, from one fresh look.  0 means
+ * the packet is there after all (published meanwhile): take it.
+ */
+static int nothing_taken(struct sluice_spsc *q, size_t cap)
+{
+	uint64_t tag;
+
+	if (!published(q, q->pos, &tag))
+		return sluice__spsc_refill(q);	/* -EAGAIN, -EPIPE, or 0 */
+	if ((uint32_t)tag > q->slot_size)
+		return -EBADMSG;
+	return (uint32_t)tag > cap ? -ENOBUFS : 0;
+}
+
+/* Make our new index visible (one store) and wake the peer if it sleeps. */
+static void publish(struct sluice_spsc *q, uint64_t pos)
+{
+	q->pos = pos;
+	if (q->role == SLUICE_SPSC_PRODUCER)
+		/* For the eventfd bridge and tools: pairs with their acquire. */
+		atomic_store_explicit(&q->ring->tail, pos, memory_order_release);
+	else
+		/* Pairs with the producer's acquire load of head in refill. */
+		atomic_store_explicit(&q->ring->head, pos, memory_order_release);
+	sluice__spsc_kick(q);
+}
+
+/* Tag slots [pos, pos + k): they become the consumer's. */
+static void tag_slots(struct sluice_spsc *q, const struct iovec *iov, uint32_t k)
+{
+	uint32_t i;
+
+	for (i = 0; i < k; i++)
+		/* Pairs with the consumer's acquire load in published(). */
+		atomic_store_explicit(sluice__spsc_tag(q, q->pos + i),
+				      SLUICE_SPSC_TAG(q->pos + i, iov[i].iov_len),
+				      memory_order_release);
+}
+
+int sluice_spsc_try_send_batch(struct sluice_spsc *q, const struct iovec *iov,
+			       unsigned int n)
+{
+	uint32_t i, k;
+	int err;
+
+	if (!q || q->role != SLUICE_SPSC_PRODUCER || (n && !iov))
+		return -EINVAL;
+	if (q->held)
+		return -EBUSY;
+	for (i = 0; i < n; i++)
+		if (iov[i].iov_len > q->slot_size)
+			return -EMSGSIZE;
+	if (!n)
+		return 0;
+	err = room(q, n, &k);
+	if (err)
+		return err;
+	for (i = 0; i < k; i++)
+		sluice__spsc_copy(sluice__spsc_data(q, q->pos + i), iov[i].iov_base,
+				  iov[i].iov_len);
+	tag_slots(q, iov, k);
+	publish(q, q->pos + k);
+	return (int)k;
+}
+
+int sluice_spsc_send_batch(struct sluice_spsc *q, const struct iovec *iov,
+			   unsigned int n)
+{
+	unsigned int sent = 0;
+	int ret;
+
+	if (!n)
+		return sluice_spsc_try_send_batch(q, iov, 0);
+	while (sent < n) {
+		ret = sluice_spsc_try_send_batch(q, iov + sent, n - sent);
+		if (ret > 0) {
+			sent += (unsigned int)ret;
+			continue;
+		}
+		if (ret == -EAGAIN)
+			ret = sluice_spsc_wait(q);
+		if (ret)
+			return sent ? (int)sent : ret;
+	}
+	return (int)sent;
+}
+
+static int try_recv_batch(struct sluice_spsc *q, struct iovec *iov,
+			  unsigned int n)
+{
+	uint64_t tag;
+	uint32_t i, len;
+	int err;
+
+	if (!q || q->role != SLUICE_SPSC_CONSUMER || !iov || !n)
+		return -EINVAL;
+	if (q->held)
+		return -EBUSY;
+again:
+	for (i = 0; i < n && published(q, q->pos + i, &tag); i++) {
+		len = (uint32_t)tag;	/* loaded once, checked, used */
+		if (len > q->slot_size || len > iov[i].iov_len)
+			break;
+		sluice__spsc_copy(iov[i].iov_base, sluice__spsc_data(q, q->pos + i), len);
+		iov[i].iov_len = len;
+	}
+	if (!i) {
+		err = nothing_taken(q, iov[0].iov_len);
+		if (err)
+			return err;
+		goto again;
+	}
+	publish(q, q->pos + i);
+	return (int)i;
+}
+
+int sluice_spsc_try_recv_batch(struct sluice_spsc *q, struct iovec *iov,
+			       unsigned int n)
+{
+	return try_recv_batch(q, iov, n);
+}
+
+/* The blocking form of a try_ call: wait while it says -EAGAIN. */
+static int blocking(int (*try_fn)(struct sluice_spsc *, struct iovec *, unsigned int),
+		    struct sluice_spsc *q, struct iovec *iov, unsigned int n)
+{
+	int ret;
+
+	while ((ret = try_fn(q, iov, n)) == -EAGAIN) {
+		ret = sluice_spsc_wait(q);
+		if (ret)
+			return ret;
+	}
+	return ret;
+}
+
+int sluice_spsc_recv_batch(struct sluice_spsc *q, struct iovec *iov,
+			   unsigned int n)
+{
+	return blocking(try_recv_batch, q, iov, n);
+}
+
+/* ------------------------------------------------------------- zero copy */
+
+int sluice_spsc_try_reserve(struct sluice_spsc *q, struct iovec *iov,
+			    unsigned int n)
+{
+	uint32_t i, k;
+	int err;
+
+	if (!q || q->role != SLUICE_SPSC_PRODUCER || !iov || !n)
+		return -EINVAL;
+	if (q->held)
+		return -EBUSY;
+	err = room(q, n, &k);
+	if (err)
+		return err;
+	for (i = 0; i < k; i++) {
+		iov[i].iov_base = sluice__spsc_data(q, q->pos + i);
+		iov[i].iov_len = q->slot_size;
+	}
+	q->held = k;
+	return (int)k;
+}
+
+int sluice_spsc_reserve(struct sluice_spsc *q, struct iovec *iov,
+			unsigned int n)
+{
+	return blocking(sluice_spsc_try_reserve, q, iov, n);
+}
+
+int sluice_spsc_commit(struct sluice_spsc *q, const struct iovec *iov,
+		       unsigned int n)
+{
+	uint32_t i;
+
+	if (!q || q->role != SLUICE_SPSC_PRODUCER || n > q->held || (n && !iov))
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		if (iov[i].iov_base != sluice__spsc_data(q, q->pos + i))
+			return -EINVAL;
+		if (iov[i].iov_len > q->slot_size)
+			return -EMSGSIZE;
+	}
+	q->held = 0;
+	if (atomic_load_explicit(&q->peer->ctl, memory_order_relaxed) &
+	    (SLUICE_SPSC_CLOSED | SLUICE_SPSC_DEAD))
+		return -EPIPE;
+	if (n) {
+		tag_slots(q, iov, n);
+		publish(q, q->pos + n);
+	}
+	return (int)n;
+}
+
+static int try_peek(struct sluice_spsc *q, struct iovec *iov, unsigned int n)
+{
+	uint64_t tag;
+	uint32_t i, len;
+	int err;
+
+	if (!q || q->role != SLUICE_SPSC_CONSUMER || !iov || !n)
+		return -EINVAL;
+	if (q->held)
+		return -EBUSY;
+again:
+	for (i = 0; i < n && published(q, q->pos + i, &tag); i++) {
+		len = (uint32_t)tag;
+		if (len > q->slot_size)
+			break;
+		iov[i].iov_base = sluice__spsc_data(q, q->pos + i);
+		iov[i].iov_len = len;
+	}
+	if (!i) {
+		err = nothing_taken(q, SIZE_MAX);
+		if (err)
+			return err;
+		goto again;
+	}
+	q->held = i;
+	return (int)i;
+}
+
+int sluice_spsc_try_peek(struct sluice_spsc *q, struct iovec *iov,
+			 unsigned int n)
+{
+	return try_peek(q, iov, n);
+}
+
+int sluice_spsc_peek(struct sluice_spsc *q, struct iovec *iov, unsigned int n)
+{
+	return blocking(try_peek, q, iov, n);
+}
+
+int sluice_spsc_release(struct sluice_spsc *q, unsigned int n)
+{
+	if (!q || q->role != SLUICE_SPSC_CONSUMER || n > q->held)
+		return -EINVAL;
+	q->held = 0;
+	if (n)
+		publish(q, q->pos + n);
+	return (int)n;
+}
+
+/* ------------------------------------------------------------- eventfd */
+
+/*
+ * The eventfd bridge: a thread of the consumer's process that sleeps on the
+ * ring's futex like a blocked recv would, and writes the eventfd when the
+ * producer publishes or closes.  It is edge-triggered: after writing, it
+ * parks until the consumer has drained the ring (a try_ call said -EAGAIN,
+ * which refill() reports through ev_drained()), so a busy ring costs the
+ * producer nothing and the consumer one eventfd read per burst.  The bridge
+ * touches only shared atomics and its own fields, never the handle's
+ * private ones, and the consumer stays armed while it exists.
+ *
+ * Parking is Dekker again, on @drained and @parked:
+ *	bridge: parked = 1; fence; drained changed? go : sleep on drained
+ *	consumer: drained++; fence; parked? wake
+ */
+struct ev_bridge {
+	struct sluice_spsc *q;		/* only its immutable and shared parts */
+	uint64_t seen;			/* tail as of the start */
+	pthread_t thread;
+	int efd;
+	_Atomic bool stop;
+	_Atomic uint32_t drained;	/* bumped by the consumer at -EAGAIN */
+	_Atomic uint32_t parked;	/* the bridge sleeps on drained */
+};
+
+static void ev_drained(struct ev_bridge *ev)
+{
+	atomic_fetch_add_explicit(&ev->drained, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&ev->parked, memory_order_seq_cst))
+		sluice__futex_wake(&ev->drained);
+}
+
+/*
+ * The bridge follows tail, not the tags: it may fall a whole lap behind
+ * while the consumer reads, and tail still tells it something happened.
+ */
+static bool ev_news(struct ev_bridge *ev, uint64_t *seen, bool *eos)
+{
+	struct sluice_spsc *q = ev->q;
+	uint32_t ctl = atomic_load_explicit(&q->peer->ctl, memory_order_acquire);
+	/* Pairs with the producer's release store of tail, after the tags. */
+	uint64_t tail = atomic_load_explicit(&q->ring->tail, memory_order_acquire);
+
+	if (tail != *seen) {
+		*seen = tail;
+		return true;
+	}
+	if ((ctl & (SLUICE_SPSC_CLOSED | SLUICE_SPSC_DEAD)) && !*eos) {
+		*eos = true;
+		return true;
+	}
+	return false;
+}
+
+static bool ev_stopping(struct ev_bridge *ev)
+{
+	return atomic_load_explicit(&ev->stop, memory_order_acquire);
+}
+
+/* Sleep until the producer has news for the consumer (or we stop). */
+static bool ev_wait_news(struct ev_bridge *ev, uint64_t *seen, bool *eos)
+{
+	struct sluice_spsc_side *self = ev->q->self;
+	bool news = false;
+	uint32_t seq;
+
+	atomic_fetch_add_explicit(&self->waiting, 1, memory_order_seq_cst);
+	for (;;) {
+		/*
+		 * seq before stop: ev_stop() sets stop, then bumps seq, so
+		 * either we see stop here or our futex_wait sees a new seq.
+		 */
+		seq = atomic_load_explicit(&self->seq, memory_order_acquire);
+		/* Dekker, as in sleep_wait(): waiting++ before the tail load. */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (ev_stopping(ev))
+			break;
+		news = ev_news(ev, seen, eos);
+		if (news)
+			break;
+		sluice__futex_wait(&self->seq, seq, 0);
+	}
+	atomic_fetch_sub_explicit(&self->waiting, 1, memory_order_relaxed);
+	return news;
+}
+
+/* Park until the consumer drains (or we stop); @since: drained before. */
+static void ev_park(struct ev_bridge *ev, uint32_t since)
+{
+	atomic_store_explicit(&ev->parked, 1, memory_order_seq_cst);
+	while (!ev_stopping(ev) &&
+	       atomic_load_explicit(&ev->drained, memory_order_seq_cst) == since)
+		sluice__futex_wait(&ev->drained, since, 0);
+	atomic_store_explicit(&ev->parked, 0, memory_order_relaxed);
+}
+
+static void *ev_thread(void *arg)
+{
+	struct ev_bridge *ev = arg;
+	uint64_t seen = ev->seen, one = 1;
+	uint32_t since;
+	bool eos = false;
+
+	while (!ev_stopping(ev)) {
+		since = atomic_load_explicit(&ev->drained, memory_order_seq_cst);
+		if (!ev_wait_news(ev, &seen, &eos))
+			break;
+		if (write(ev->efd, &one, sizeof(one)) < 0) {
+			/* Counter full: the reader is far behind anyway. */
+		}
+		ev_park(ev, since);
+	}
+	return NULL;
+}
+
+int sluice_spsc_fd(struct sluice_spsc *q)
+{
+	struct ev_bridge *ev;
+	int err;
+
+	if (!q || q->role != SLUICE_SPSC_CONSUMER)
+		return -EINVAL;
+	if (q->ev)
+		return ((struct ev_bridge *)q->ev)->efd;
+	ev = calloc(1, sizeof(*ev));
+	if (!ev)
+		return -ENOMEM;
+	ev->q = q;
+	ev->seen = q->pos;	/* read here: the consumer's thread owns q->pos */
+	ev->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ev->efd < 0) {
+		err = -errno;
+		goto err_free;
+	}
+	q->ev = ev;
+	arm(q);
+	err = -pthread_create(&ev->thread, NULL, ev_thread, ev);
+	if (err)
+		goto err_close;
+	return ev->efd;
+
+err_close:
+	q->ev = NULL;
+	close(ev->efd);
+err_free:
+	free(ev);
+	return err;
+}
+
+static void ev_stop(struct sluice_spsc *q)
+{
+	struct ev_bridge *ev = q->ev;
+
+	atomic_store_explicit(&ev->stop, true, memory_order_seq_cst);
+	wake_side(q->self);
+	/* Change drained too, so a bridge about to park cannot sleep on it. */
+	atomic_fetch_add_explicit(&ev->drained, 1, memory_order_seq_cst);
+	sluice__futex_wake(&ev->drained);
+	pthread_join(ev->thread, NULL);
+	close(ev->efd);
+	free(ev);
+	q->ev = NULL;
+}
