@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,6 +42,11 @@ void bench_table_free(struct bench_table *t)
 	for (c = 0; c < BENCH_COLS_MAX; c++)
 		free(t->skip[c]);
 	memset(t, 0, sizeof(*t));
+}
+
+void bench_table_name(struct bench_table *t, const char *name)
+{
+	snprintf(t->name, sizeof(t->name), "%s", name);
 }
 
 int bench_table_col(struct bench_table *t, const char *name)
@@ -177,12 +184,31 @@ struct bench_stat bench_cell_stat(const struct bench_cell *c)
 double bench_ratio(const struct bench_table *t, int row, int col, int ref)
 {
 	const struct bench_row *r = &t->row[row];
-	double a = bench_cell_stat(&r->cell[col]).median;
-	double b = bench_cell_stat(&r->cell[ref]).median;
+	const struct bench_cell *a = &r->cell[col], *b = &r->cell[ref];
+	struct bench_cell c = { NULL, 0, 0 };
+	double x, y, m;
+	unsigned int i;
 
-	if (isnan(a) || isnan(b) || a <= 0 || b <= 0)
+	if (!t->paired) {
+		x = bench_cell_stat(a).median;
+		y = bench_cell_stat(b).median;
+		if (isnan(x) || isnan(y) || x <= 0 || y <= 0)
+			return NAN;
+		return r->better == BENCH_HIGHER_BETTER ? x / y : y / x;
+	}
+	/* Rep by rep, as far as both columns got. */
+	c.v = malloc((a->n ? a->n : 1) * sizeof(*c.v));
+	if (!c.v)
 		return NAN;
-	return r->better == BENCH_HIGHER_BETTER ? a / b : b / a;
+	for (i = 0; i < a->n && i < b->n; i++) {
+		x = a->v[i];
+		y = b->v[i];
+		if (x > 0 && y > 0)
+			c.v[c.n++] = r->better == BENCH_HIGHER_BETTER ? x / y : y / x;
+	}
+	m = bench_cell_stat(&c).median;	/* NAN when empty */
+	free(c.v);
+	return m;
 }
 
 /* ------------------------------------------------------------- printing */
@@ -247,7 +273,7 @@ void bench_table_print(const struct bench_table *t, FILE *f)
 	unsigned int r, c, i, pass, last = 0;
 	size_t n;
 
-	fprintf(f, "%s: %s\n", t->suite, t->title);
+	fprintf(f, "%s%s%s: %s\n", t->suite, t->name[0] ? " " : "", t->name, t->title);
 	/* Pass 0 measures every cell, pass 1 prints them padded. */
 	for (pass = 0; pass < 2; pass++) {
 		for (r = 0; r <= t->nrows; r++) {
@@ -334,6 +360,10 @@ void bench_table_json(const struct bench_table *t, FILE *f)
 
 	fputs("{\"suite\":", f);
 	bench_json_str(f, t->suite);
+	if (t->name[0]) {
+		fputs(",\"table\":", f);
+		bench_json_str(f, t->name);
+	}
 	fputs(",\"title\":", f);
 	bench_json_str(f, t->title);
 	fputs(",\"columns\":[", f);
@@ -452,6 +482,124 @@ int bench_default_cpu(void)
 	return -1;
 }
 
+int bench_default_pair(int cpu[2])
+{
+	cpu_set_t set;
+	int c, n = 0;
+
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return -errno;
+	for (c = 0; c < CPU_SETSIZE && n < 2; c++)
+		if (CPU_ISSET(c, &set))
+			cpu[n++] = c;
+	return n == 2 ? 0 : -ENODEV;
+}
+
+bool bench_cpu_allowed(int cpu)
+{
+	cpu_set_t set;
+
+	if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof(set), &set))
+		return false;
+	return CPU_ISSET(cpu, &set);
+}
+
+/* ------------------------------------------------------------- timestamps */
+
+#if defined(__x86_64__) || defined(__i386__)
+bool bench_ticks_tsc;
+#endif
+static double ticks_per_ns = 1;
+static char ticks_what[96] = "CLOCK_MONOTONIC";
+
+/* Does the TSC tick at a constant rate, whatever the CPU's frequency? */
+static bool tsc_constant(void)
+{
+	char line[4096];
+	bool ok = false;
+	FILE *f = fopen("/proc/cpuinfo", "re");
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "flags", 5))
+			continue;
+		ok = strstr(line, " constant_tsc") && strstr(line, " nonstop_tsc");
+		break;
+	}
+	fclose(f);
+	return ok;
+}
+
+void bench_ticks_init(void)
+{
+	static bool done;
+	uint64_t t0, t1, c0, c1, best = UINT64_MAX;
+	unsigned int i;
+
+	if (done)
+		return;
+	done = true;
+#if defined(__x86_64__) || defined(__i386__)
+	if (tsc_constant()) {
+		bench_ticks_tsc = true;
+		/* 20 ms against the monotonic clock: parts per 10^5. */
+		t0 = bench_now_ns();
+		c0 = bench_ticks();
+		do
+			t1 = bench_now_ns();
+		while (t1 - t0 < 20000000);
+		c1 = bench_ticks();
+		ticks_per_ns = (double)(c1 - c0) / (double)(t1 - t0);
+		if (ticks_per_ns < 0.1 || ticks_per_ns > 20) {
+			bench_ticks_tsc = false;	/* not believable */
+			ticks_per_ns = 1;
+		}
+	}
+#endif
+	/* What one read costs: the least of many back-to-back pairs. */
+	for (i = 0; i < 10000; i++) {
+		c0 = bench_ticks();
+		c1 = bench_ticks();
+		if (c1 - c0 < best)
+			best = c1 - c0;
+	}
+#if defined(__x86_64__) || defined(__i386__)
+	if (bench_ticks_tsc)
+		snprintf(ticks_what, sizeof(ticks_what), "lfence+rdtsc, TSC at %.3f GHz, %.0f ns a read",
+			 ticks_per_ns, bench_ticks_ns(best));
+	else
+#endif
+		snprintf(ticks_what, sizeof(ticks_what), "CLOCK_MONOTONIC, %.0f ns a read",
+			 bench_ticks_ns(best));
+}
+
+double bench_ticks_ns(uint64_t ticks)
+{
+	return (double)ticks / ticks_per_ns;
+}
+
+const char *bench_ticks_describe(void)
+{
+	return ticks_what;
+}
+
+/* ------------------------------------------------------------- two processes */
+
+void *bench_shared_alloc(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		       -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void bench_shared_free(void *p, size_t len)
+{
+	if (p)
+		munmap(p, len);
+}
+
 /* Write or read all of @len bytes; false on error or end of file. */
 static bool full_io(int fd, void *buf, size_t len, bool wr)
 {
@@ -508,6 +656,92 @@ out_close:
 	close(fds[0]);
 	if (fds[1] >= 0)
 		close(fds[1]);
+	return err;
+}
+
+int bench_pair_run(int (*fn)(void *arg, int side), void *arg, const int cpu[2],
+		   unsigned int timeout_ms)
+{
+	int fds[2][2] = { { -1, -1 }, { -1, -1 } };
+	pid_t pid[2] = { -1, -1 };
+	bool done[2] = { false, false };
+	struct pollfd pfd[2];
+	uint64_t deadline, now;
+	int32_t ret;
+	int err = 0, i, n, status;
+
+	fflush(NULL);	/* the children must not print our buffered output again */
+	for (i = 0; i < 2; i++) {
+		if (pipe2(fds[i], O_CLOEXEC)) {
+			err = -errno;
+			goto out;
+		}
+		pid[i] = fork();
+		if (pid[i] < 0) {
+			err = -errno;
+			goto out;
+		}
+		if (!pid[i]) {
+			close(fds[i][0]);
+			ret = bench_pin_cpu(cpu[i]);
+			if (!ret)
+				ret = fn(arg, i);
+			/* _exit: no atexit handlers, they belong to the parent. */
+			_exit(full_io(fds[i][1], &ret, sizeof(ret), true) ? 0 : 1);
+		}
+		close(fds[i][1]);
+		fds[i][1] = -1;
+	}
+
+	/* Each child's pipe says when it is done: its status, or end of file. */
+	deadline = bench_now_ns() + (uint64_t)timeout_ms * 1000000;
+	while (!err && !(done[0] && done[1])) {
+		for (i = 0; i < 2; i++) {
+			pfd[i].fd = done[i] ? -1 : fds[i][0];
+			pfd[i].events = POLLIN;
+		}
+		now = bench_now_ns();
+		if (now >= deadline) {
+			err = -ETIMEDOUT;
+			break;
+		}
+		n = poll(pfd, 2, (int)((deadline - now + 999999) / 1000000));
+		if (n < 0 && errno != EINTR) {
+			err = -errno;
+			break;
+		}
+		if (bench_stop) {
+			err = -EINTR;
+			break;
+		}
+		for (i = 0; i < 2 && n > 0; i++) {
+			if (!pfd[i].revents)
+				continue;
+			done[i] = true;
+			if (!full_io(fds[i][0], &ret, sizeof(ret), false))
+				ret = -ECHILD;	/* it died before saying anything */
+			if (ret && !err)
+				err = ret;
+		}
+	}
+out:
+	for (i = 0; i < 2; i++) {
+		if (pid[i] <= 0)
+			continue;
+		/* Ours, by pid: one that is not done may spin forever. */
+		if (!done[i] || err)
+			kill(pid[i], SIGKILL);
+		while (waitpid(pid[i], &status, 0) < 0 && errno == EINTR)
+			;
+		if (!err && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+			err = -ECHILD;
+	}
+	for (i = 0; i < 2; i++) {
+		if (fds[i][0] >= 0)
+			close(fds[i][0]);
+		if (fds[i][1] >= 0)
+			close(fds[i][1]);
+	}
 	return err;
 }
 

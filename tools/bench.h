@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What every sluice-bench suite shares: options, clocks, CPU pinning, a
- * child process that reports numbers back, the huge-page pool, statistics,
- * and result tables printed for people or as JSON.
+ * child process that reports numbers back, a pair of pinned processes that
+ * run at once over shared memory, the huge-page pool, statistics, and
+ * result tables printed for people or as JSON.
  *
- * A suite fills one struct bench_table: columns are the things compared
- * (4K and 2M pages; sluice, rte_ring and a pipe), rows are metrics, and each
- * cell collects one sample per repetition.  One column may be the subject:
+ * A suite fills a struct bench_table, or a few named ones: columns are the
+ * things compared (4K and 2M pages; sluice, rte_ring and a pipe), rows are
+ * metrics, and each cell collects one sample per repetition.  One column may be the subject:
  * every other column then gets a ratio column saying how many times better
  * the subject is, whichever way "better" points for that metric.  Nothing
  * here judges a number; the benchmark only reports.
@@ -15,12 +16,14 @@
 #define SLUICE_BENCH_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <time.h>
 
+#define BENCH_TABLES_MAX	4	/* tables one suite may fill */
 #define BENCH_COLS_MAX	8
 #define BENCH_ROWS_MAX	32
 #define BENCH_NOTES_MAX	16
@@ -33,6 +36,9 @@ struct bench_opts {
 	unsigned int warmup;	/* repetitions run first and not counted */
 	uint64_t accesses;	/* accesses per timed loop, 0: the suite's default */
 	int cpu;		/* CPU the measuring thread is pinned to */
+	int pair[2];		/* CPUs of two-process suites (spsc): 0 and 1 */
+	unsigned int samples;	/* round trips per latency rep, 0: the suite's default */
+	bool quick;		/* shorter runs, rougher numbers */
 	bool json;		/* one JSON document on stdout instead of tables */
 };
 
@@ -58,11 +64,15 @@ struct bench_row {
 
 struct bench_table {
 	const char *suite;
+	char name[32];			/* which of the suite's tables, or "" */
 	char title[BENCH_TEXT_MAX];
 	unsigned int ncols;
 	char col[BENCH_COLS_MAX][32];	/* column names, copied */
 	char *skip[BENCH_COLS_MAX];	/* why a column has no numbers, or NULL */
 	int subject;			/* column the ratios are about, -1: none */
+	bool paired;			/* sample i of every column is from rep i,
+					 * taken back to back: ratios are the
+					 * median of per-rep ratios */
 	bool discard;			/* warming up: bench_add() drops samples */
 	unsigned int nrows;
 	struct bench_row row[BENCH_ROWS_MAX];
@@ -81,6 +91,8 @@ struct bench_stat {
 /* ------------------------------------------------------------- tables */
 
 void bench_table_init(struct bench_table *t, const char *suite);
+/* Name one of several tables of a suite ("throughput"); printed and in JSON. */
+void bench_table_name(struct bench_table *t, const char *name);
 void bench_table_free(struct bench_table *t);
 /* Add a column (the name is copied); returns its index. */
 int bench_table_col(struct bench_table *t, const char *name);
@@ -101,9 +113,11 @@ void bench_title(struct bench_table *t, const char *fmt, ...)
 
 struct bench_stat bench_cell_stat(const struct bench_cell *c);
 /*
- * How many times better column @col is than column @ref on @row, judged
- * by medians in the row's direction: above 1 means @col wins.  NAN if
- * either cell is empty.
+ * How many times better column @col is than column @ref on @row, in the
+ * row's direction: above 1 means @col wins.  The ratio of the two medians,
+ * or with t->paired the median of the ratios rep by rep, which a machine
+ * whose speed drifts between reps disturbs less.  NAN if either cell is
+ * empty.
  */
 double bench_ratio(const struct bench_table *t, int row, int col, int ref);
 
@@ -151,6 +165,91 @@ void bench_signals_init(void);
 int bench_pin_cpu(int cpu);
 /* The highest-numbered CPU this process may run on, or -1. */
 int bench_default_cpu(void);
+/*
+ * The two lowest-numbered CPUs this process may run on, in @cpu.  Returns 0,
+ * or -ENODEV if it may run on fewer than two.
+ */
+int bench_default_pair(int cpu[2]);
+/* May this process run on @cpu? */
+bool bench_cpu_allowed(int cpu);
+
+static inline void bench_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* ------------------------------------------------------------- timestamps */
+
+/*
+ * Cheap timestamps for timing single round trips: the TSC where it ticks
+ * at a constant rate (lfence keeps rdtsc from running ahead of the loads
+ * before it), CLOCK_MONOTONIC elsewhere.  bench_ticks_init() calibrates
+ * against CLOCK_MONOTONIC once; call it before forking, so that children
+ * share the calibration.
+ */
+#if defined(__x86_64__) || defined(__i386__)
+extern bool bench_ticks_tsc;
+static inline uint64_t bench_ticks(void)
+{
+	if (__builtin_expect(bench_ticks_tsc, 1)) {
+		__builtin_ia32_lfence();
+		return __builtin_ia32_rdtsc();
+	}
+	return bench_now_ns();
+}
+#else
+static inline uint64_t bench_ticks(void)
+{
+	return bench_now_ns();
+}
+#endif
+void bench_ticks_init(void);
+/* Nanoseconds in @ticks. */
+double bench_ticks_ns(uint64_t ticks);
+/* "TSC at 2.45 GHz, 22 ns a read": what bench_ticks() is and costs. */
+const char *bench_ticks_describe(void);
+
+/* ------------------------------------------------------------- two processes */
+
+/* Memory that forked children share with the parent and each other. */
+void *bench_shared_alloc(size_t len);
+void bench_shared_free(void *p, size_t len);
+
+/*
+ * A start line for the processes of one measurement, in shared memory,
+ * zeroed before they fork: each calls bench_gate_pass() and none returns
+ * before all @parties have arrived, so timing starts together.
+ */
+struct bench_gate {
+	_Alignas(64) _Atomic uint32_t arrived;
+};
+
+static inline void bench_gate_pass(struct bench_gate *g, unsigned int parties)
+{
+	/* Arrivals are the only stores; nothing else is published through it. */
+	atomic_fetch_add_explicit(&g->arrived, 1, memory_order_acq_rel);
+	while (atomic_load_explicit(&g->arrived, memory_order_acquire) < parties)
+		bench_cpu_relax();
+}
+
+/*
+ * Run @fn(@arg, 0) and @fn(@arg, 1) at the same time in two forked children,
+ * pinned to @cpu[0] and @cpu[1].  What they share must be mapped shared
+ * before the call (bench_shared_alloc()); @arg itself is the parent's memory,
+ * copied into each child.  Waits for both, at most @timeout_ms.  A child
+ * that fails or dies gets its sibling killed, since the sibling may be
+ * spinning on a peer that is gone.
+ *
+ * Return: 0 when both returned 0, else the first error: what @fn returned,
+ * -ECHILD if a child died, -ETIMEDOUT, -EINTR if bench_stop was set, or an
+ * error of pipe(2) or fork(2).
+ */
+int bench_pair_run(int (*fn)(void *arg, int side), void *arg, const int cpu[2],
+		   unsigned int timeout_ms);
 
 /*
  * Run @fn in a forked child, which inherits the parent's CPU pinning.  The
