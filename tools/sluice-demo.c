@@ -1,24 +1,37 @@
 // SPDX-License-Identifier: MIT
 /*
- * sluice-demo: two processes share a region by name.
+ * sluice-demo: a small pipeline of processes through SPSC rings in one
+ * region; what `make run` shows.
  *
- * The parent forks a child, creates a region on huge pages on its own NUMA
- * node and fills a 32 MiB buffer ("ping") in it.  The child opens the region
- * by name, checks ping's checksum and writes a reply ("pong"): every word of
- * ping xor a mask.  The parent checks every word of the reply.  A socket
- * pair carries "your turn" both ways; the data never goes through it.  The
- * output says what the region really got and how fast the data moved.
- * Exit status: 0 if everything checked out, 1 otherwise.
+ * 1. The parent creates a region on huge pages on its own NUMA node and
+ *    says what it really got.
+ * 2. Three processes pass 64-byte frames along a pipeline in it:
+ *
+ *	source --ring A--> stage --ring B--> sink (the parent)
+ *
+ *    The source numbers and checksums each frame and sends them 32 at a
+ *    time.  The stage checks each frame, transforms it and moves it from a
+ *    slot of A straight into a slot of B (peek, reserve, commit, release:
+ *    no buffer in between).  The sink checks every frame against what it
+ *    must be, and that the stream ends (-EPIPE) right after the last one.
+ * 3. The stage then echoes 64-byte messages back over two more rings, and
+ *    the parent times the round trips.
+ *
+ * A child knows only the region's name: it opens the region by name and
+ * finds its rings by their names.  Exit status 0 if every check passed,
+ * 1 otherwise.
  */
 #include <errno.h>
 #include <numa.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdatomic.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,22 +39,52 @@
 #include <sluice.h>
 
 #define PROG		"sluice-demo"
-#define BUF_SIZE	(32ull << 20)
-#define NWORDS		(BUF_SIZE / sizeof(uint64_t))
-#define SEED		0x2545f4914f6cdd1dull
-#define REPLY_MASK	0x5a5a5a5a5a5a5a5aull
-#define FILLED		1u
-#define REPLIED		2u
+#define REGION_SIZE	(2u << 20)	/* one huge page holds all four rings */
+#define SLOTS		4096u		/* per pipeline ring: 256 KiB of frames */
+#define NFRAMES		(4u << 20)
+#define BATCH		32
+#define ROUNDS		100000
+#define WARMUP		1000		/* not counted: caches and waits settle */
+#define STAGE_KEY	0x5a5a5a5a5a5a5a5aull
 
-/* In the region as object "ctl"; each side writes it, then says so. */
-struct demo_ctl {
-	_Atomic uint32_t state;	/* FILLED by the parent, then REPLIED by the child */
-	uint32_t ok;		/* child: ping's checksum matched */
-	uint64_t csum;		/* parent: checksum of ping */
-	uint64_t open_ns;	/* child: open by name and find the objects */
-	uint64_t read_ns;	/* child: checksum ping */
-	uint64_t write_ns;	/* child: write pong */
+/* Ring names, the only thing besides the region's name a child is told. */
+#define RING_A		"frames.raw"
+#define RING_B		"frames.done"
+#define RING_PING	"ping"
+#define RING_PONG	"pong"
+
+/* One cache line, one ring slot. */
+struct frame {
+	uint64_t seq;
+	uint64_t payload[6];
+	uint64_t csum;		/* of seq and payload */
 };
+_Static_assert(sizeof(struct frame) == 64, "a frame is one cache line");
+
+struct demo {
+	char name[SLUICE_REGION_NAME_MAX + 1];
+	struct sluice_region *r;
+	bool named;		/* the name still exists in the file system */
+	int cpu[2];		/* cpu[0]: source, sink, pinger; cpu[1]: stage, echo */
+	pid_t source, stage;
+	/* The parent's ends: sink of B, pinger on ping and pong. */
+	struct sluice_spsc *sink, *ping, *pong;
+};
+
+static const char *role;	/* in a child: "source" or "stage" */
+
+/* Say what went wrong, and who; return -1. */
+static int fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, PROG ": %s%s", role ? role : "", role ? ": " : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return -1;
+}
 
 static uint64_t now_ns(void)
 {
@@ -51,198 +94,536 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t xorshift64(uint64_t x)
+/* ------------------------------------------------------------- frames */
+
+/*
+ * A Fletcher sum of the words: it sees every word and its place.  The seed
+ * makes a slot of zeros, one never written, fail.
+ */
+static uint64_t frame_csum(const struct frame *f)
 {
-	x ^= x << 13;
-	x ^= x >> 7;
-	return x ^ (x << 17);
+	uint64_t a = f->seq ^ 0x243f6a8885a308d3ull, b = a;
+	int i;
+
+	for (i = 0; i < 6; i++) {
+		a += f->payload[i];
+		b += a;
+	}
+	return a ^ (b << 1);
 }
 
-/* Fletcher-style in four lanes: sees every word and its place, at memory speed. */
-static uint64_t csum64(const uint64_t *p)
+/* Frame @seq as the source makes it (@key 0) or the stage leaves it. */
+static void frame_make(struct frame *f, uint64_t seq, uint64_t key)
 {
-	uint64_t a[4] = { 0 }, b[4] = { 0 };
-	size_t i, k;
+	int i;
 
-	for (i = 0; i < NWORDS; i += 4)
-		for (k = 0; k < 4; k++) {
-			a[k] += p[i + k];
-			b[k] += a[k];
-		}
-	return (a[0] + 3 * a[1] + 5 * a[2] + 7 * a[3]) ^ ((b[0] + b[1] + b[2] + b[3]) << 1);
+	f->seq = seq;
+	for (i = 0; i < 6; i++)
+		f->payload[i] = ((seq << 3) + (uint64_t)i) * 0x9e3779b97f4a7c15ull ^ key;
+	f->csum = frame_csum(f);
 }
 
-/* Object @name of at least @size bytes, or NULL. */
-static void *obj_get(struct sluice_region *r, const char *name, uint64_t size)
+/* The stage's work: a transformation the sink can check. */
+static void frame_transform(struct frame *f)
 {
-	struct sluice_obj_info oi;
+	int i;
 
-	if (sluice_region_find(r, name, &oi) || oi.size < size)
-		return NULL;
-	return sluice_region_at(r, oi.offset, size);
+	for (i = 0; i < 6; i++)
+		f->payload[i] ^= STAGE_KEY;
+	f->csum = frame_csum(f);
 }
 
-/* Find the three objects, looked up by name on both sides. */
-static struct demo_ctl *objs_get(struct sluice_region *r, uint64_t **ping, uint64_t **pong)
+/* What is wrong with @f, @len bytes, as frame number @seq; NULL if nothing. */
+static const char *frame_fault(const struct frame *f, size_t len, uint64_t seq)
 {
-	*ping = obj_get(r, "ping", BUF_SIZE);
-	*pong = obj_get(r, "pong", BUF_SIZE);
-	return *ping && *pong ? obj_get(r, "ctl", sizeof(struct demo_ctl)) : NULL;
+	if (len != sizeof(*f))
+		return "wrong length";
+	if (f->seq != seq)
+		return "out of sequence";
+	return f->csum != frame_csum(f) ? "bad checksum" : NULL;
 }
 
-/* The second process: all it knows is the region's name. */
-static int child_main(const char *name, int sock)
+/* ------------------------------------------------------------- processes */
+
+static int pin(int cpu)
 {
-	uint64_t *ping, *pong, t;
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set) ?
+	       fail("cannot pin to CPU %d: %s", cpu, strerror(errno)) : 0;
+}
+
+static int node_of(int cpu)
+{
+	int node = numa_available() >= 0 ? numa_node_of_cpu(cpu) : 0;
+
+	return node < 0 ? 0 : node;
+}
+
+/*
+ * Two CPUs we may run on, on one node if possible so the rings are local
+ * to both.  With one CPU, cpu[1] == cpu[0].
+ */
+static int pick_cpus(int cpu[2])
+{
+	cpu_set_t set;
+	int c;
+
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return fail("sched_getaffinity: %s", strerror(errno));
+	cpu[0] = cpu[1] = -1;
+	for (c = 0; c < CPU_SETSIZE; c++) {
+		if (!CPU_ISSET(c, &set))
+			continue;
+		if (cpu[0] < 0)
+			cpu[0] = c;
+		else if (cpu[1] < 0 || (node_of(c) == node_of(cpu[0]) &&
+					node_of(cpu[1]) != node_of(cpu[0])))
+			cpu[1] = c;
+	}
+	if (cpu[1] < 0)
+		cpu[1] = cpu[0];
+	return 0;
+}
+
+/*
+ * Waiting for the peer: spin when it has a core of its own (a futex wakeup
+ * costs microseconds); with one CPU, sleep at once: spinning only keeps the
+ * peer from running.
+ */
+static void spin_opts(const struct demo *d, struct sluice_spsc_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->sz = sizeof(*o);
+	o->spin_ns = d->cpu[0] != d->cpu[1] ? UINT32_MAX : 1;
+}
+
+/* A child's work once it has opened the region; @ready: write when attached. */
+typedef int child_fn(struct demo *d, int ready);
+
+static void say_ready(int ready)
+{
+	if (write(ready, "r", 1) != 1) {
+		/* The parent is gone; our next ring call will say so. */
+	}
+	close(ready);
+}
+
+/*
+ * Fork a child on @cpu that opens the region by name and runs @fn.  Return
+ * once it has attached to its rings, so that the next child can find them
+ * and the parent knows the name has done its job; or once it died trying.
+ */
+static int spawn(struct demo *d, const char *who, child_fn *fn, int cpu, pid_t *pid)
+{
 	struct sluice_region *r;
-	struct demo_ctl *ctl;
-	size_t i;
+	int p[2], err, ret;
+	ssize_t n;
 	char c;
+
+	if (pipe(p))
+		return fail("pipe: %s", strerror(errno));
+	fflush(NULL);	/* or the child would print what we buffered again */
+	*pid = fork();
+	if (*pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return fail("fork: %s", strerror(errno));
+	}
+	if (!*pid) {
+		close(p[0]);
+		role = who;
+		if (pin(cpu))
+			_exit(1);
+		/* Not the parent's handles: our own mapping, found by name. */
+		d->sink = d->ping = d->pong = NULL;
+		err = sluice_region_open(d->name, NULL, &r);
+		if (err) {
+			fail("open %s: %s", d->name, strerror(-err));
+			_exit(1);
+		}
+		d->r = r;
+		ret = fn(d, p[1]);
+		sluice_region_close(r);
+		_exit(ret ? 1 : 0);
+	}
+	close(p[1]);
+	while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
+		;
+	close(p[0]);
+	return n == 1 ? 0 : fail("the %s did not start", who);
+}
+
+/*
+ * Wait for a child and judge how it ended.  @stop: we have failed, so end
+ * it first if it still runs; one that died on its own still says how.
+ */
+static int reap(pid_t *pid, const char *who, bool stop)
+{
+	pid_t p = *pid;
+	int status, sig;
+
+	if (p <= 0)
+		return 0;
+	*pid = 0;
+	if (stop)
+		kill(p, SIGKILL);
+	while (waitpid(p, &status, 0) < 0)
+		if (errno != EINTR)
+			return fail("waitpid: %s", strerror(errno));
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status) ? -1 : 0;	/* it said why */
+	sig = WTERMSIG(status);
+	if (stop && sig == SIGKILL)
+		return -1;				/* ours */
+	return fail("the %s was killed by signal %d (%s)", who, sig, strsignal(sig));
+}
+
+/* ------------------------------------------------------------- the source */
+
+/* Make frames 0 .. NFRAMES - 1 and send them BATCH at a time. */
+static int produce(struct sluice_spsc *out)
+{
+	struct frame f[BATCH];
+	struct iovec iov[BATCH];
+	uint64_t seq;
+	int i, k, n;
+
+	for (i = 0; i < BATCH; i++)
+		iov[i] = (struct iovec){ .iov_base = &f[i], .iov_len = sizeof(f[i]) };
+	for (seq = 0; seq < NFRAMES; seq += (uint64_t)n) {
+		k = NFRAMES - seq < BATCH ? (int)(NFRAMES - seq) : BATCH;
+		for (i = 0; i < k; i++)
+			frame_make(&f[i], seq + (uint64_t)i, 0);
+		/* One index store per batch; fewer than k sent: the rest go again. */
+		n = sluice_spsc_send_batch(out, iov, (unsigned int)k);
+		if (n < 0)
+			return fail("send: %s", strerror(-n));
+	}
+	return 0;
+}
+
+static int source_main(struct demo *d, int ready)
+{
+	struct sluice_spsc *out;
 	int err;
 
-	if (read(sock, &c, 1) != 1)
-		return 1;	/* the parent failed and says why */
-	t = now_ns();
-	err = sluice_region_open(name, NULL, &r);
-	if (err) {
-		fprintf(stderr, PROG ": child: open %s: %s\n", name, strerror(-err));
-		return 1;
-	}
-	ctl = objs_get(r, &ping, &pong);
-	/* Pairs with the parent's release store of FILLED: ping is complete. */
-	if (!ctl || atomic_load_explicit(&ctl->state, memory_order_acquire) != FILLED) {
-		fprintf(stderr, PROG ": child: %s lacks ctl, ping or pong\n", name);
-		sluice_region_close(r);
-		return 1;
-	}
-	ctl->open_ns = now_ns() - t;
-
-	t = now_ns();
-	ctl->ok = csum64(ping) == ctl->csum;
-	ctl->read_ns = now_ns() - t;
-	t = now_ns();
-	for (i = 0; i < NWORDS; i++)
-		pong[i] = ping[i] ^ REPLY_MASK;
-	ctl->write_ns = now_ns() - t;
-
-	/* Pairs with the parent's acquire load: pong and the numbers are in. */
-	atomic_store_explicit(&ctl->state, REPLIED, memory_order_release);
-	sluice_region_close(r);
-	return write(sock, "r", 1) == 1 ? 0 : 1;
+	err = sluice_spsc_create(d->r, RING_A, SLOTS, sizeof(struct frame),
+				 SLUICE_SPSC_PRODUCER, NULL, &out);
+	if (err)
+		return fail("create ring %s: %s", RING_A, strerror(-err));
+	say_ready(ready);
+	err = produce(out);
+	/* Closing is what ends the stream: the stage reads all, then -EPIPE. */
+	sluice_spsc_close(out);
+	return err;
 }
 
-/* The parent's side once the region exists: send, wait, check, report. */
-static int parent_run(struct sluice_region *r, pid_t child, int cpu, int sock)
+/* ------------------------------------------------------------- the stage */
+
+/*
+ * Move frames from @in to @out in place until the source closes @in.  The
+ * slots of @in are the source's memory: each frame is copied out once, and
+ * only the copy is checked and used.
+ */
+static int forward(struct sluice_spsc *in, struct sluice_spsc *out)
 {
+	struct iovec src[BATCH], dst[BATCH];
+	const char *why;
+	struct frame f;
+	uint64_t seq = 0;
+	int i, n, k;
+
+	for (;;) {
+		n = sluice_spsc_peek(in, src, BATCH);
+		if (n == -EPIPE)
+			break;		/* the source closed; we have read it all */
+		if (n < 0)
+			return fail("peek: %s", strerror(-n));
+		k = sluice_spsc_reserve(out, dst, (unsigned int)n);
+		if (k < 0)
+			return fail("reserve: %s", strerror(-k));
+		for (i = 0; i < k; i++, seq++) {
+			memcpy(&f, src[i].iov_base, sizeof(f));
+			why = frame_fault(&f, src[i].iov_len, seq);
+			if (why)
+				return fail("frame %llu: %s",
+					    (unsigned long long)seq, why);
+			frame_transform(&f);
+			memcpy(dst[i].iov_base, &f, sizeof(f));
+			dst[i].iov_len = sizeof(f);
+		}
+		/*
+		 * B before A: should we die in between, a frame goes twice
+		 * rather than never.  Slots peeked but not released (B had
+		 * less room) come back at the next peek.
+		 */
+		if (sluice_spsc_commit(out, dst, (unsigned int)k) != k ||
+		    sluice_spsc_release(in, (unsigned int)k) != k)
+			return fail("commit or release refused");
+	}
+	return seq == NFRAMES ? 0 :
+	       fail("the stream ended after %llu frames of %u",
+		    (unsigned long long)seq, NFRAMES);
+}
+
+/* Send back every message on @in until the pinger closes it. */
+static int echo(struct sluice_spsc *in, struct sluice_spsc *out)
+{
+	struct frame m;
+	int n, err;
+
+	while ((n = sluice_spsc_recv(in, &m, sizeof(m))) >= 0) {
+		err = sluice_spsc_send(out, &m, (size_t)n);
+		if (err)
+			return fail("send %s: %s", RING_PONG, strerror(-err));
+	}
+	return n == -EPIPE ? 0 : fail("recv %s: %s", RING_PING, strerror(-n));
+}
+
+static int stage_main(struct demo *d, int ready)
+{
+	struct sluice_spsc *in = NULL, *out = NULL, *ping = NULL, *pong = NULL;
+	struct sluice_spsc_opts spin;
+	int err;
+
+	spin_opts(d, &spin);
+	err = sluice_spsc_attach(d->r, RING_A, SLUICE_SPSC_CONSUMER, NULL, &in);
+	if (!err)
+		err = sluice_spsc_attach(d->r, RING_B, SLUICE_SPSC_PRODUCER, NULL, &out);
+	if (!err)
+		err = sluice_spsc_attach(d->r, RING_PING, SLUICE_SPSC_CONSUMER,
+					 &spin, &ping);
+	if (!err)
+		err = sluice_spsc_attach(d->r, RING_PONG, SLUICE_SPSC_PRODUCER,
+					 &spin, &pong);
+	if (err) {
+		fail("attach: %s", strerror(-err));
+		goto out;
+	}
+	say_ready(ready);
+	err = forward(in, out);
+	sluice_spsc_close(out);		/* end of stream for the sink */
+	out = NULL;
+	if (!err)
+		err = echo(ping, pong);
+out:
+	sluice_spsc_close(pong);
+	sluice_spsc_close(ping);
+	sluice_spsc_close(out);
+	sluice_spsc_close(in);
+	return err ? -1 : 0;
+}
+
+/* ------------------------------------------------------------- the parent */
+
+/* Why the region is not on huge pages, in this domain's words. */
+static const char *fallback_why(int err)
+{
+	switch (err) {
+	case -ENOENT:
+		return "no hugetlbfs mount";
+	case -ENOMEM:
+		return "too few free on the node";
+	default:
+		return strerror(-err);
+	}
+}
+
+static int region_create(struct demo *d)
+{
+	SLUICE_OPTS(sluice_region_opts, opts, .pages = SLUICE_PAGES_PREFER_HUGE,
+		    .flags = SLUICE_REGION_NODE, .node = node_of(d->cpu[0]));
 	struct sluice_region_info info = { .sz = sizeof(info) };
-	uint64_t *ping, *pong, x = SEED, t;
-	struct demo_ctl *ctl, c;
-	size_t i, bad = 0;
-	char b;
+	size_t ps;
+	int err;
 
-	ctl = objs_get(r, &ping, &pong);
-	if (!ctl || sluice_region_info(r, &info)) {
-		fprintf(stderr, PROG ": objects not found in the new region\n");
-		return 1;
-	}
-	for (i = 0; i < NWORDS; i++)
-		ping[i] = x = xorshift64(x);
-	ctl->csum = csum64(ping);
-	/* Pairs with the child's acquire load: ping and csum come with FILLED. */
-	atomic_store_explicit(&ctl->state, FILLED, memory_order_release);
+	snprintf(d->name, sizeof(d->name), PROG ".%d", (int)getpid());
+	err = sluice_region_create(d->name, REGION_SIZE, &opts, &d->r);
+	if (err)
+		return fail("create region %s: %s", d->name, strerror(-err));
+	d->named = true;
+	sluice_region_info(d->r, &info);
+	ps = info.page_size;
 
-	t = now_ns();
-	if (write(sock, "g", 1) != 1 || read(sock, &b, 1) != 1) {
-		fprintf(stderr, PROG ": the child failed\n");
-		return 1;
-	}
-	t = now_ns() - t;
-	/* Pairs with the child's release store of REPLIED. */
-	if (atomic_load_explicit(&ctl->state, memory_order_acquire) != REPLIED) {
-		fprintf(stderr, PROG ": the child did not reply\n");
-		return 1;
-	}
-	memcpy(&c, ctl, sizeof(c));	/* the child's numbers, read once */
-	/* Check against the pattern itself, not against what ping holds now. */
-	for (i = 0, x = SEED; i < NWORDS; i++)
-		bad += pong[i] != ((x = xorshift64(x)) ^ REPLY_MASK);
-
-	printf(PROG ": region %s, %llu MiB\n", info.name, (unsigned long long)info.size >> 20);
-	printf("  backing   %s, %llu %s pages (asked %s)\n", sluice_backing_str(info.backing),
-	       (unsigned long long)info.page_size >> (info.page_size >> 20 ? 20 : 10),
-	       info.page_size >> 20 ? "MiB" : "KiB", sluice_pages_str(info.pages));
-	printf("  node      %d requested (that of CPU %d), %d verified\n",
-	       info.node_requested, cpu, info.node);
+	printf(PROG ": region %s, %llu MiB\n", info.name,
+	       (unsigned long long)info.size >> 20);
+	printf("  backing    %s, %zu %s pages (asked %s)\n",
+	       sluice_backing_str(info.backing), ps >> 20 ? ps >> 20 : ps >> 10,
+	       ps >> 20 ? "MiB" : "KiB", sluice_pages_str(info.pages));
+	printf("  node       %d requested (that of CPU %d), %d verified\n",
+	       info.node_requested, d->cpu[0], info.node);
 	if (info.huge_fallback_err)
-		printf("  fallback  no huge pages (%s), so %s\n",
-		       strerror(-info.huge_fallback_err), sluice_backing_str(info.backing));
+		printf("  fallback   no huge pages (%s), so %s\n",
+		       fallback_why(info.huge_fallback_err),
+		       sluice_backing_str(info.backing));
 	else
-		printf("  fallback  none, got what was asked\n");
-	printf("  child     pid %d opened it by name, found its objects in %.2f ms\n",
-	       (int)child, (double)c.open_ns / 1e6);
-	printf("  ping      %llu MiB parent -> child, checksum %s, read at %.1f GB/s\n",
-	       BUF_SIZE >> 20, c.ok ? "ok" : "WRONG", (double)BUF_SIZE / (double)c.read_ns);
-	printf("  pong      %llu MiB child -> parent, %s, written at %.1f GB/s\n",
-	       BUF_SIZE >> 20, bad ? "WRONG words" : "every word checked",
-	       (double)BUF_SIZE / (double)c.write_ns);
-	printf("  total     %.1f ms from go to reply, %.1f GB/s through the region\n",
-	       (double)t / 1e6, 2.0 * BUF_SIZE / (double)t);
-	return c.ok && !bad ? 0 : 1;
+		printf("  fallback   none, got what was asked\n");
+	return 0;
+}
+
+/* The parent's ends of the rings, made before any child looks for them. */
+static int rings_create(struct demo *d)
+{
+	struct sluice_spsc_opts spin;
+	int err;
+
+	spin_opts(d, &spin);
+	err = sluice_spsc_create(d->r, RING_B, SLOTS, sizeof(struct frame),
+				 SLUICE_SPSC_CONSUMER, NULL, &d->sink);
+	if (!err)
+		err = sluice_spsc_create(d->r, RING_PING, 64, sizeof(struct frame),
+					 SLUICE_SPSC_PRODUCER, &spin, &d->ping);
+	if (!err)
+		err = sluice_spsc_create(d->r, RING_PONG, 64, sizeof(struct frame),
+					 SLUICE_SPSC_CONSUMER, &spin, &d->pong);
+	return err ? fail("create rings: %s", strerror(-err)) : 0;
+}
+
+/*
+ * Start the children, then drop the region's name: it was only how they
+ * found the region.  Nothing is left behind from here on, whatever happens
+ * to us, even kill -9; the memory goes with the last process that maps it.
+ */
+static int children_start(struct demo *d)
+{
+	int err;
+
+	/* Two cores, three processes: source and sink run in turns. */
+	if (d->cpu[0] != d->cpu[1])
+		printf("  cpus       CPU %d: source and sink, in turns; CPU %d: stage, "
+		       "later echo\n", d->cpu[0], d->cpu[1]);
+	else
+		printf("  cpus       CPU %d only: all in turns\n", d->cpu[0]);
+	if (spawn(d, "source", source_main, d->cpu[0], &d->source) ||
+	    spawn(d, "stage", stage_main, d->cpu[1], &d->stage))
+		return -1;
+	err = sluice_region_unlink(d->name);
+	if (err)
+		return fail("unlink %s: %s", d->name, strerror(-err));
+	d->named = false;
+	return 0;
+}
+
+/*
+ * Take every frame from the stage, check it, time the stream from when the
+ * pipeline is complete (the source may be up to a ring ahead: 0.1%).
+ */
+static int sink(struct demo *d)
+{
+	struct frame f[BATCH], want;
+	struct iovec iov[BATCH];
+	uint64_t seq = 0, t = now_ns();
+	const char *why;
+	double s;
+	int i, n;
+
+	for (;;) {
+		for (i = 0; i < BATCH; i++)
+			iov[i] = (struct iovec){ .iov_base = &f[i], .iov_len = sizeof(f[i]) };
+		n = sluice_spsc_recv_batch(d->sink, iov, BATCH);
+		if (n == -EPIPE)
+			break;		/* the stage closed; we have read it all */
+		if (n < 0)
+			return fail("sink: recv: %s", strerror(-n));
+		for (i = 0; i < n; i++, seq++) {
+			/* Intact, and exactly what source and stage made of it. */
+			frame_make(&want, seq, STAGE_KEY);
+			why = frame_fault(&f[i], iov[i].iov_len, seq);
+			if (!why && memcmp(&f[i], &want, sizeof(want)))
+				why = "not what the stage should have made";
+			if (why)
+				return fail("sink: frame %llu: %s",
+					    (unsigned long long)seq, why);
+		}
+	}
+	s = (double)(now_ns() - t) / 1e9;
+	if (seq != NFRAMES)
+		return fail("sink: the stream ended after %llu frames of %u",
+			    (unsigned long long)seq, NFRAMES);
+
+	printf("  pipeline   source -> %s -> stage -> %s -> sink, rings of %u x 64 B\n",
+	       RING_A, RING_B, SLOTS);
+	printf("  source     %u frames (sequence, payload, checksum), send_batch of %d\n",
+	       NFRAMES, BATCH);
+	printf("  stage      checks and transforms each, slot to slot: peek, reserve, commit\n");
+	printf("  sink       every frame checked, count exact, then end of stream (-EPIPE)\n");
+	printf("  stream     %.1f Mpps, %.2f GB/s of frames (%.0f ms)\n",
+	       NFRAMES / s / 1e6, NFRAMES * sizeof(struct frame) / s / 1e9, s * 1e3);
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Round trips of one frame to the stage and back. */
+static int pingpong(struct demo *d)
+{
+	static uint64_t lat[ROUNDS];
+	struct frame m = { 0 }, back;
+	uint64_t t;
+	int i, n, err;
+
+	for (i = 0; i < WARMUP + ROUNDS; i++) {
+		m.seq = (uint64_t)i;
+		t = now_ns();
+		err = sluice_spsc_send(d->ping, &m, sizeof(m));
+		n = err ? err : sluice_spsc_recv(d->pong, &back, sizeof(back));
+		t = now_ns() - t;
+		if (n < 0)
+			return fail("ping-pong: %s", strerror(-n));
+		if (n != sizeof(back) || back.seq != m.seq)
+			return fail("ping-pong: round %d came back wrong", i);
+		if (i >= WARMUP)
+			lat[i - WARMUP] = t;
+	}
+	sluice_spsc_close(d->ping);	/* the echo ends */
+	d->ping = NULL;
+	if (reap(&d->stage, "stage", false))
+		return -1;
+
+	qsort(lat, ROUNDS, sizeof(lat[0]), cmp_u64);
+	printf("  ping-pong  64 B over %s and %s, CPU %d <-> CPU %d, %s\n",
+	       RING_PING, RING_PONG, d->cpu[0], d->cpu[1],
+	       d->cpu[0] != d->cpu[1] ? "spinning" : "sleeping");
+	printf("  round trip median %llu ns, p99 %llu ns (%d rounds)\n",
+	       (unsigned long long)lat[ROUNDS / 2],
+	       (unsigned long long)lat[ROUNDS * 99 / 100], ROUNDS);
+	return 0;
 }
 
 int main(void)
 {
-	int cpu = sched_getcpu(), sv[2], err, status, ret = 1;
-	int node = numa_available() >= 0 && cpu >= 0 ? numa_node_of_cpu(cpu) : 0;
-	SLUICE_OPTS(sluice_region_opts, opts, .pages = SLUICE_PAGES_PREFER_HUGE,
-		    .flags = SLUICE_REGION_NODE, .node = node < 0 ? 0 : node);
-	char name[SLUICE_REGION_NAME_MAX + 1];
-	struct sluice_region *r = NULL;
-	uint64_t off;
-	pid_t pid;
+	struct demo d = { 0 };
+	int ret = -1, err;
 
-	signal(SIGPIPE, SIG_IGN);	/* a dead child shows as EOF on the socket */
-	snprintf(name, sizeof(name), PROG ".%d", (int)getpid());
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
-		perror(PROG ": socketpair");
-		return 1;
-	}
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		perror(PROG ": fork");
-		close(sv[0]);
-		close(sv[1]);
-		return 1;
-	}
-	if (!pid) {
-		close(sv[0]);
-		_exit(child_main(name, sv[1]));
-	}
-	close(sv[1]);
+	setvbuf(stdout, NULL, _IOLBF, 0);	/* keep our lines in order with stderr */
+	if (!pick_cpus(d.cpu) && !pin(d.cpu[0]) && !region_create(&d) &&
+	    !rings_create(&d) && !children_start(&d) && !sink(&d) &&
+	    !reap(&d.source, "source", false) && !pingpong(&d))
+		ret = 0;
 
-	err = sluice_region_create(name, 2 * BUF_SIZE + (64 << 10), &opts, &r);
-	if (!err)
-		err = sluice_region_alloc(r, "ctl", SLUICE_OBJ_RAW, sizeof(struct demo_ctl), 0, &off);
-	if (!err)
-		err = sluice_region_alloc(r, "ping", SLUICE_OBJ_RAW, BUF_SIZE, 4096, &off);
-	if (!err)
-		err = sluice_region_alloc(r, "pong", SLUICE_OBJ_RAW, BUF_SIZE, 4096, &off);
-	if (err)
-		fprintf(stderr, PROG ": region %s: %s\n", name, strerror(-err));
-	else
-		ret = parent_run(r, pid, cpu, sv[0]);
-
-	close(sv[0]);	/* a child still waiting for "go" leaves */
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (!WIFEXITED(status) || WEXITSTATUS(status))
-		ret = 1;
-	err = sluice_region_destroy(r);
-	if (err) {
-		fprintf(stderr, PROG ": destroy %s: %s\n", name, strerror(-err));
-		ret = 1;
+	/* On failure, children still running are stopped before we go. */
+	if (reap(&d.source, "source", ret))
+		ret = -1;
+	if (reap(&d.stage, "stage", ret))
+		ret = -1;
+	sluice_spsc_close(d.sink);
+	sluice_spsc_close(d.ping);
+	sluice_spsc_close(d.pong);
+	if (d.named) {
+		err = sluice_region_destroy(d.r);
+		if (err)
+			ret = fail("destroy %s: %s", d.name, strerror(-err));
+	} else {
+		sluice_region_close(d.r);
 	}
 	printf("%s\n", ret ? PROG ": FAILED" : "ok");
-	return ret;
+	return ret ? 1 : 0;
 }
