@@ -286,9 +286,13 @@ static inline unsigned char *sluice__spsc_data(const struct sluice_spsc *q,
 }
 
 /*
- * Copy a packet.  Up to 64 bytes without calling memcpy: two fixed-size
- * moves that may overlap, which the compiler turns into a few loads and
- * stores; a call per packet costs as much as the rest of a send.
+ * Copy a packet.  Up to 64 bytes without calling memcpy, whose call costs
+ * as much as the rest of a send.  From 8 to 64 bytes, in 8-byte words: an
+ * application that has just stored a header field (a sequence number, say)
+ * would make a 16-byte load over it wait for that store to reach the
+ * cache, since a wide load cannot be forwarded from a narrower store;
+ * measured, numbering each packet cost a third of the throughput with
+ * 16-byte moves and little with 8-byte ones.
  *
  * GCC 12's value-range analysis, seeing this inlined into a caller whose
  * buffer is small (or NULL with length 0), warns about branches for
@@ -306,20 +310,18 @@ static inline void sluice__spsc_copy(void *dst, const void *src, size_t n)
 	unsigned char *d = (unsigned char *)dst;
 	const unsigned char *s = (const unsigned char *)src;
 
-	/* A length the compiler knows is inlined as it is. */
-	if (__builtin_constant_p(n)) {
-		memcpy(d, s, n);
-		return;
-	}
-	if (n >= 32 && n <= 64) {
-		memcpy(d, s, 32);
-		memcpy(d + n - 32, s + n - 32, 32);
-	} else if (n >= 16 && n < 32) {
-		memcpy(d, s, 16);
-		memcpy(d + n - 16, s + n - 16, 16);
-	} else if (n >= 8 && n < 16) {
-		memcpy(d, s, 8);
-		memcpy(d + n - 8, s + n - 8, 8);
+	uint64_t w;
+	size_t i;
+
+	if (n >= 8 && n <= 64) {
+		for (i = 0; i + 8 <= n; i += 8) {
+			memcpy(&w, s + i, 8);
+			memcpy(d + i, &w, 8);
+		}
+		if (i < n) {	/* the tail, overlapping the last word */
+			memcpy(&w, s + n - 8, 8);
+			memcpy(d + n - 8, &w, 8);
+		}
 	} else if (n >= 4 && n < 8) {
 		memcpy(d, s, 4);
 		memcpy(d + n - 4, s + n - 4, 4);
