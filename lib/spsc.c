@@ -708,6 +708,33 @@ uint32_t sluice_spsc_slot_size(const struct sluice_spsc *q)
 
 /* ------------------------------------------------------------- batches */
 
+/*
+ * Batches are bound by the producer's stores: each slot's line is still
+ * in the consumer's cache from the last lap, so every store waits for the
+ * line's ownership, and the store buffer fills.  Two things keep more
+ * lines in flight (measured, interleaved runs, 32 per call: 100 -> 158
+ * Mpps median): 16-byte moves, half the store-buffer entries of 8-byte
+ * words per line (the forwarding stall that makes the inline path use
+ * words matters less here, as a batch's buffers were written a while
+ * ago); and prefetching a few slots ahead, for writing on the producer's
+ * side (the ownership requests start without taking store entries) and
+ * for reading on the consumer's.
+ */
+#define BATCH_PREFETCH	4	/* slots ahead */
+
+static inline void copy_wide(void *dst, const void *src, size_t n)
+{
+	unsigned char *d = dst;
+	const unsigned char *s = src;
+
+	if (n >= 32 && n <= 64) {
+		memcpy(d, s, 32);
+		memcpy(d + n - 32, s + n - 32, 32);
+	} else {
+		sluice__spsc_copy(dst, src, n);
+	}
+}
+
 /* Room for up to @n packets now (producer). */
 static int room(struct sluice_spsc *q, unsigned int n, uint32_t *k)
 {
@@ -785,9 +812,14 @@ int sluice_spsc_try_send_batch(struct sluice_spsc *q, const struct iovec *iov,
 	err = room(q, n, &k);
 	if (err)
 		return err;
-	for (i = 0; i < k; i++)
-		sluice__spsc_copy(sluice__spsc_data(q, q->pos + i), iov[i].iov_base,
-				  iov[i].iov_len);
+	for (i = 0; i < k; i++) {
+		/* Within the k free slots: never a line the consumer reads. */
+		if (i + BATCH_PREFETCH < k)
+			__builtin_prefetch(sluice__spsc_data(q, q->pos + i + BATCH_PREFETCH),
+					   1, 3);
+		copy_wide(sluice__spsc_data(q, q->pos + i), iov[i].iov_base,
+			  iov[i].iov_len);
+	}
 	tag_slots(q, iov, k);
 	publish(q, q->pos + k);
 	return (int)k;
@@ -828,10 +860,11 @@ static int try_recv_batch(struct sluice_spsc *q, struct iovec *iov,
 		return -EBUSY;
 again:
 	for (i = 0; i < n && published(q, q->pos + i, &tag); i++) {
+		__builtin_prefetch(sluice__spsc_data(q, q->pos + i + BATCH_PREFETCH), 0, 3);
 		len = (uint32_t)tag;	/* loaded once, checked, used */
 		if (len > q->slot_size || len > iov[i].iov_len)
 			break;
-		sluice__spsc_copy(iov[i].iov_base, sluice__spsc_data(q, q->pos + i), len);
+		copy_wide(iov[i].iov_base, sluice__spsc_data(q, q->pos + i), len);
 		iov[i].iov_len = len;
 	}
 	if (!i) {
