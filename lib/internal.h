@@ -32,6 +32,11 @@ bool sluice__opts_valid(const void *opts, size_t known_sz);
  */
 int sluice__name_check(const char *name, size_t max);
 
+static inline bool sluice__is_pow2(uint64_t v)
+{
+	return v && !(v & (v - 1));
+}
+
 /* FNV-1a, 64 bit. */
 uint64_t sluice__fnv1a(const void *p, size_t len);
 

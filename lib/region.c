@@ -70,11 +70,6 @@ static size_t round_up(size_t v, size_t align)
 	return (v + align - 1) & ~(align - 1);
 }
 
-static bool is_pow2(uint64_t v)
-{
-	return v && !(v & (v - 1));
-}
-
 static int region_path(char *buf, size_t len, const char *dir, const char *name)
 {
 	int n = snprintf(buf, len, "%s/" SLUICE_FILE_PREFIX "%s", dir, name);
@@ -290,6 +285,34 @@ err_undo:
 	return err;
 }
 
+/*
+ * Fill a new handle from @h, a private copy of the header that has been
+ * checked (or that we wrote ourselves): the getters never read shared
+ * memory again.
+ */
+static void handle_fill(struct sluice_region *r, void *base, size_t size,
+			int fd, bool named, const struct sluice_region_hdr *h)
+{
+	r->hdr = base;
+	r->size = size;
+	r->fd = fd;
+	r->pid = getpid();
+	pthread_mutex_init(&r->lock, NULL);
+	r->named = named;
+	memcpy(r->name, h->name, sizeof(r->name));
+	r->page_size = h->page_size;
+	r->backing = h->backing;
+	r->pages = h->pages;
+	r->node_requested = h->node_requested;
+	r->node = h->node;
+	r->huge_fallback_err = h->huge_fallback_err;
+	r->mode = h->mode;
+	r->creator_pid = h->creator_pid;
+	r->creator_uid = h->creator_uid;
+	r->creator_start = h->creator_start;
+	r->created_ns = h->created_ns;
+}
+
 static void hdr_init(struct sluice_region_hdr *h, const struct create_args *a,
 		     const struct backing *b, int node, int fallback_err)
 {
@@ -369,6 +392,7 @@ static int region_create(const struct create_args *a,
 			 struct sluice_region **out)
 {
 	int fallback_err = 0, node, err;
+	struct sluice_region_hdr local;
 	char hugedir[PATH_MAX];
 	struct sluice_region *r;
 	struct backing b;
@@ -418,30 +442,14 @@ static int region_create(const struct create_args *a,
 	}
 
 	hdr_init(b.base, a, &b, node, fallback_err);
+	/* Our copy, taken while the file has no name and nobody else maps it. */
+	memcpy(&local, b.base, offsetof(struct sluice_region_hdr, ready));
 	if (!a->anon) {
 		err = region_publish(&b, a->name);
 		if (err)
 			goto err_undo;
 	}
-
-	r->hdr = b.base;
-	r->size = b.size;
-	r->fd = b.fd;
-	r->pid = getpid();
-	pthread_mutex_init(&r->lock, NULL);
-	r->named = !a->anon;
-	memcpy(r->name, r->hdr->name, sizeof(r->name));
-	r->page_size = b.page_size;
-	r->backing = b.kind;
-	r->pages = a->pages;
-	r->node_requested = r->hdr->node_requested;
-	r->node = node;
-	r->huge_fallback_err = fallback_err;
-	r->mode = r->hdr->mode;
-	r->creator_pid = r->hdr->creator_pid;
-	r->creator_uid = r->hdr->creator_uid;
-	r->creator_start = r->hdr->creator_start;
-	r->created_ns = r->hdr->created_ns;
+	handle_fill(r, b.base, b.size, b.fd, !a->anon, &local);
 	*out = r;
 	return 0;
 
@@ -529,7 +537,7 @@ static int hdr_validate(const struct sluice_region_hdr *h, size_t file_size,
 		return -EBADMSG;
 	if (h->hdr_size != sizeof(*h) || h->size != file_size)
 		return -EBADMSG;
-	if (!is_pow2(h->page_size) || h->page_size < 4096 ||
+	if (!sluice__is_pow2(h->page_size) || h->page_size < 4096 ||
 	    h->page_size > (1u << 30) || h->size % h->page_size)
 		return -EBADMSG;
 	if (h->heap_off != SLUICE_REGION_HEAP_OFF || h->heap_off >= h->size)
@@ -663,24 +671,7 @@ static int region_map(int fd, const char *want_name, uint64_t deadline,
 		err = -ENOMEM;
 		goto err_unmap;
 	}
-	r->hdr = base;
-	r->size = size;
-	r->fd = fd;
-	r->pid = getpid();
-	pthread_mutex_init(&r->lock, NULL);
-	r->named = want_name != NULL;
-	memcpy(r->name, local.name, sizeof(r->name));
-	r->page_size = local.page_size;
-	r->backing = local.backing;
-	r->pages = local.pages;
-	r->node_requested = local.node_requested;
-	r->node = local.node;
-	r->huge_fallback_err = local.huge_fallback_err;
-	r->mode = local.mode;
-	r->creator_pid = local.creator_pid;
-	r->creator_uid = local.creator_uid;
-	r->creator_start = local.creator_start;
-	r->created_ns = local.created_ns;
+	handle_fill(r, base, size, fd, want_name != NULL, &local);
 	*out = r;
 	return 0;
 
@@ -1222,7 +1213,7 @@ int sluice_region_alloc(struct sluice_region *r, const char *name,
 		return -EINVAL;
 	if (!align)
 		align = 64;
-	if (!is_pow2(align) || align > r->size)
+	if (!sluice__is_pow2(align) || align > r->size)
 		return -EINVAL;
 	err = sluice__name_check(name, SLUICE_OBJ_NAME_MAX);
 	if (err)

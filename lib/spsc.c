@@ -128,17 +128,19 @@ static void geometry_of(uint32_t count, uint32_t slot_size, struct geometry *g)
 	g->size = g->slots_off + (uint64_t)count * g->stride;
 }
 
-static bool is_pow2(uint32_t v)
-{
-	return v && !(v & (v - 1));
-}
-
 static uint64_t config_csum(const struct sluice_spsc_ring *c)
 {
 	const unsigned char *p = (const unsigned char *)c;
 	size_t from = __builtin_offsetof(struct sluice_spsc_ring, abi);
 
 	return sluice__fnv1a(p + from, SLUICE_SPSC_CSUM_LEN - from);
+}
+
+/* The slot counts and sizes a ring may have, asked for or found. */
+static bool geometry_ok(uint32_t count, uint32_t slot_size)
+{
+	return sluice__is_pow2(count) && count >= 2 && count <= SLUICE_SPSC_SLOTS_MAX &&
+	       slot_size && slot_size <= SLUICE_SPSC_SLOT_SIZE_MAX;
 }
 
 /*
@@ -153,9 +155,7 @@ static int config_check(const struct sluice_spsc_ring *c, uint64_t obj_size)
 		return -EPROTO;
 	if (c->csum != config_csum(c))
 		return -EBADMSG;
-	if (!is_pow2(c->slot_count) || c->slot_count < 2 ||
-	    c->slot_count > SLUICE_SPSC_SLOTS_MAX ||
-	    !c->slot_size || c->slot_size > SLUICE_SPSC_SLOT_SIZE_MAX)
+	if (!geometry_ok(c->slot_count, c->slot_size))
 		return -EBADMSG;
 	geometry_of(c->slot_count, c->slot_size, &g);
 	if (c->stride != g.stride || c->tags_off != g.tags_off ||
@@ -316,9 +316,7 @@ int sluice_spsc_create(struct sluice_region *r, const char *name,
 	int err;
 
 	if (!r || !out || !role_ok(role) || !opts_ok(opts) ||
-	    !is_pow2(slot_count) || slot_count < 2 ||
-	    slot_count > SLUICE_SPSC_SLOTS_MAX ||
-	    !slot_size || slot_size > SLUICE_SPSC_SLOT_SIZE_MAX)
+	    !geometry_ok(slot_count, slot_size))
 		return -EINVAL;
 	geometry_of(slot_count, slot_size, &g);
 	err = sluice_region_alloc(r, name, SLUICE_OBJ_SPSC, g.size, 64, &off);
