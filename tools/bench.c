@@ -600,8 +600,7 @@ void bench_shared_free(void *p, size_t len)
 		munmap(p, len);
 }
 
-/* Write or read all of @len bytes; false on error or end of file. */
-static bool full_io(int fd, void *buf, size_t len, bool wr)
+int bench_fd_io(int fd, void *buf, size_t len, bool wr)
 {
 	char *p = buf;
 	ssize_t n;
@@ -610,12 +609,14 @@ static bool full_io(int fd, void *buf, size_t len, bool wr)
 		n = wr ? write(fd, p, len) : read(fd, p, len);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			return false;
+		if (n < 0)
+			return -errno;
+		if (!n)
+			return -EPIPE;
 		p += n;
 		len -= (size_t)n;
 	}
-	return true;
+	return 0;
 }
 
 int bench_child_run(int (*fn)(void *arg, double *out, unsigned int n),
@@ -637,15 +638,15 @@ int bench_child_run(int (*fn)(void *arg, double *out, unsigned int n),
 		close(fds[0]);
 		ret = fn(arg, out, n);
 		/* _exit: no atexit handlers, they belong to the parent. */
-		if (!full_io(fds[1], &ret, sizeof(ret), true) ||
-		    !full_io(fds[1], out, n * sizeof(*out), true))
+		if (bench_fd_io(fds[1], &ret, sizeof(ret), true) ||
+		    bench_fd_io(fds[1], out, n * sizeof(*out), true))
 			_exit(1);
 		_exit(0);
 	}
 	close(fds[1]);
 	fds[1] = -1;
-	if (!full_io(fds[0], &ret, sizeof(ret), false) ||
-	    !full_io(fds[0], out, n * sizeof(*out), false))
+	if (bench_fd_io(fds[0], &ret, sizeof(ret), false) ||
+	    bench_fd_io(fds[0], out, n * sizeof(*out), false))
 		ret = -EPIPE;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
@@ -687,7 +688,7 @@ int bench_pair_run(int (*fn)(void *arg, int side), void *arg, const int cpu[2],
 			if (!ret)
 				ret = fn(arg, i);
 			/* _exit: no atexit handlers, they belong to the parent. */
-			_exit(full_io(fds[i][1], &ret, sizeof(ret), true) ? 0 : 1);
+			_exit(bench_fd_io(fds[i][1], &ret, sizeof(ret), true) ? 1 : 0);
 		}
 		close(fds[i][1]);
 		fds[i][1] = -1;
@@ -718,7 +719,7 @@ int bench_pair_run(int (*fn)(void *arg, int side), void *arg, const int cpu[2],
 			if (!pfd[i].revents)
 				continue;
 			done[i] = true;
-			if (!full_io(fds[i][0], &ret, sizeof(ret), false))
+			if (bench_fd_io(fds[i][0], &ret, sizeof(ret), false))
 				ret = -ECHILD;	/* it died before saying anything */
 			if (ret && !err)
 				err = ret;

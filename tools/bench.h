@@ -134,6 +134,12 @@ double bench_percentile(const double *v, unsigned int n, double p);
 
 /* ------------------------------------------------------------- environment */
 
+/*
+ * Write (@wr) or read all of @len bytes through @fd.  Returns 0, or a
+ * negative errno (-EPIPE when the other end is gone).
+ */
+int bench_fd_io(int fd, void *buf, size_t len, bool wr);
+
 static inline uint64_t bench_now_ns(void)
 {
 	struct timespec ts;

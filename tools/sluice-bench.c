@@ -514,26 +514,6 @@ child_fail(struct spsc_run *r, int side, int err, const char *fmt, ...)
 	return err;
 }
 
-/* All of @len bytes through @fd: 0, or a negative errno (-EPIPE at the end). */
-static int fd_io(int fd, void *buf, size_t len, bool wr)
-{
-	char *p = buf;
-	ssize_t n;
-
-	while (len) {
-		n = wr ? write(fd, p, len) : read(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (!n)
-			return -EPIPE;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static inline void pkt_number(unsigned char *pkt, uint64_t seq)
 {
 	memcpy(pkt, &seq, sizeof(seq));
@@ -739,9 +719,9 @@ static int tput_pipe(struct spsc_run *r, int side)
 		if (side == 0) {
 			for (j = 0; j < burst; j++)
 				pkt_number(pkt[j], i + j);
-			err = fd_io(r->fd[1], pkt, burst * PKT, true);
+			err = bench_fd_io(r->fd[1], pkt, burst * PKT, true);
 		} else {
-			err = fd_io(r->fd[0], pkt, burst * PKT, false);
+			err = bench_fd_io(r->fd[0], pkt, burst * PKT, false);
 			for (j = 0; j < burst; j++)
 				wrong += !pkt_is(pkt[j], i + j);
 		}
@@ -1001,7 +981,7 @@ static inline int fd_send(struct lat_fd *x)
 static inline int fd_recv(struct lat_fd *x)
 {
 	if (!x->sock)
-		return fd_io(x->rx, x->pkt, PKT, false);
+		return bench_fd_io(x->rx, x->pkt, PKT, false);
 	for (;;) {
 		ssize_t n = recv(x->rx, x->pkt, PKT, 0);
 
