@@ -262,7 +262,12 @@ static int handle_init(struct sluice_region *r, struct sluice_spsc_ring *ring,
 	if (err)
 		goto err_free;
 
-	/* Our index from shared memory, once; then it lives in the handle. */
+	/*
+	 * Our index from shared memory, once; then it lives in the handle.
+	 * The acquires pair with the release stores of head (a consumer's
+	 * reads of slots below it are done) and of tail (the tags below it
+	 * are visible), whoever held the sides before us.
+	 */
 	head = atomic_load_explicit(&ring->head, memory_order_acquire);
 	tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
 	if (tail - head > q->count) {
