@@ -16,7 +16,7 @@
 #   SAN=address,undefined   build with sanitizers (make check does this in O/asan)
 
 VERSION_MAJOR := 0
-VERSION_MINOR := 2
+VERSION_MINOR := 3
 VERSION_PATCH := 0
 VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 

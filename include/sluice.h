@@ -4,6 +4,7 @@
 #define SLUICE_H
 
 #include <sluice/cancel.h>
+#include <sluice/chan.h>
 #include <sluice/opts.h>
 #include <sluice/region.h>
 #include <sluice/spsc.h>

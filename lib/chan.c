@@ -1,0 +1,1726 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Channels: a many-to-many byte ring.  The layout is lib/chan_layout.h.
+ *
+ * Reserving.  tail counts the bytes reserved since the channel was made.
+ * A writer reserves a slice with one CAS on tail, after writing its intent
+ * (where it reserves from, how many bytes) into its place in the writer
+ * table; the CAS (release) publishes the intent with the reservation, so
+ * anyone who sees tail past a position can find out who holds it.  A slice
+ * that would cross the end of the ring is preceded by a pad slice filling
+ * the rest of the lap, reserved by the same CAS.  Writers then fill their
+ * slices at the same time; none waits for another.
+ *
+ * Committing.  A slice is published by its seal, chan_seal(salt, position,
+ * kind), stored last (seq_cst, see below).  A seal names one position of
+ * one channel, so bytes left from an earlier lap, or a payload that happens
+ * to hold a seal-like word, never pass for a slice.  After sealing, a
+ * writer wakes sleepers if any are counted (see Sleeping).
+ *
+ * committed is a position below which every slice is sealed.  Anyone may
+ * walk it forward over the sealed slices it finds (helping: nobody waits
+ * for a slow writer to do it).  It is walked lazily, as a CAS per commit
+ * on a line every writer shares would cost more than the rest of a batch:
+ * by the writer whose slice crosses an eighth of the ring, by a writer
+ * short of room before it recomputes its limit, and by a reader joining.
+ * Two walkers racing with a committer: the committer stores its seal
+ * before loading committed, the walker loads the seal after its CAS, all
+ * seq_cst, so one of them sees the other's store (the total order rules
+ * out store buffering); and a walker that stops short is no harm, as the
+ * next one carries on.
+ *
+ * Room.  A writer may reserve up to limit = min(committed, the strong
+ * readers' cursors) + capacity: never over bytes a strong reader has not
+ * read, and never a lap past a slice still being filled (that writer's
+ * bytes would be clobbered).  Writers cache limit and recompute it only
+ * when it says full.  A reader joining publishes its place, then reads
+ * committed again and starts there: a writer that scanned the table before
+ * the place appeared loaded committed before that, so its limit is no more
+ * than the new reader's start plus the capacity.
+ *
+ * Reading.  A reader polls the seal of the slice at its position, then
+ * takes the frames; a strong reader publishes its cursor after each call.
+ * A weak reader may be overtaken: it copies first, then loads tail; if tail
+ * has passed its start plus the capacity, some of what it copied may be
+ * new bytes, so the copy is thrown away and the reader jumps to the oldest
+ * slice still intact, found through the chunk index (a word per 1/64 of
+ * the ring, holding where the first slice at or after that chunk starts,
+ * stored by whoever reserves across the chunk's start).  That copy races
+ * with writers by design (it is the seqlock pattern: read, then validate)
+ * and is kept out of ThreadSanitizer's sight, and only there.
+ *
+ * Sleeping.  Readers sleep on rseq, writers on wseq, each counting itself
+ * in rwait or wwait first.  The waker's side is Dekker's: seal or cursor
+ * stored seq_cst, then rwait or wwait loaded seq_cst; the sleeper counts
+ * itself seq_cst, then re-checks with seq_cst loads.  One of the two sees
+ * the other.
+ *
+ * Dead peers.  A sleeper wakes every SWEEP_NS to look for the dead: a
+ * writer dead with a slice reserved (its slice is sealed SKIP in its place,
+ * so readers and committed move on), a strong writer dead (its place is
+ * freed and counts no more toward drain), a strong reader dead (freed, so
+ * it holds nobody back).  Sweeps run under the region lock.  The liveness
+ * monitor will make this immediate.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sched.h>
+#include <unistd.h>
+#include <sys/random.h>
+
+#include <sluice/chan.h>
+
+#include "cancel_internal.h"
+#include "chan_layout.h"
+#include "futex.h"
+#include "internal.h"
+
+#define DEFAULT_TIMEOUT_NS	(5 * 1000000000ull)
+#define SPIN_MAX_NS		50000u
+#define SPIN_MIN_NS		20000u
+#define CLOCK_EVERY		64u		/* polls between clock reads */
+#define POLL_NS			32u		/* about one poll and pause */
+#define YIELD_NS		2000u		/* spin this long before yielding */
+#define IDLE_EVERY		1024u		/* try_ -EAGAINs between clock reads */
+#define SWEEP_NS		(20 * 1000000ull)
+#define BATCH_MAX		65535u
+#define WRITE_PREFETCH		256u		/* bytes ahead of a batch's stores */
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+struct sluice_chan {
+	struct sluice_region *region;
+	struct sluice_chan_hdr *h;
+	_Atomic uint64_t *index;
+	struct sluice_chan_rent *readers;
+	struct sluice_chan_went *writers;
+	unsigned char *data;
+	uint64_t cap;
+	uint64_t mask;
+	uint64_t chunk;			/* cap / CHAN_INDEX_N */
+	uint64_t salt;
+	uint32_t readers_max;
+	uint32_t writers_max;
+	uint32_t policy;
+	_Atomic uint32_t ends;		/* endpoints open on this handle */
+	uint64_t timeout_ns;
+	struct sluice_cancel *cancel;
+	uint32_t spin_ns;
+	pid_t pid;
+	uint64_t start;			/* our start time */
+};
+
+/* How an endpoint waits. */
+struct waiting {
+	uint64_t timeout_ns;
+	struct sluice_cancel *cancel;
+	uint32_t spin_ns;		/* current budget */
+	uint32_t spin_max;
+	bool spin_fixed;
+	uint32_t idle;			/* try_ calls that said -EAGAIN */
+	uint64_t swept_at;		/* when one of them last swept */
+};
+
+struct sluice_chan_writer {
+	struct sluice_chan *ch;
+	uint32_t kind;
+	int32_t ent;			/* our place, -1: none (weak, idle) */
+	uint32_t hint;			/* weak: the place we took last */
+	uint64_t limit;			/* may reserve below this (cached) */
+	/* The outstanding slice. */
+	bool held;
+	uint64_t from;			/* reservation (pad included) */
+	uint64_t at;			/* the slice */
+	uint32_t len;			/* the slice's bytes */
+	uint32_t frames;
+	uint32_t want;			/* bytes a blocked reserve waits for */
+	struct waiting w;
+};
+
+struct sluice_chan_reader {
+	struct sluice_chan *ch;
+	uint32_t kind;
+	uint32_t ent;
+	uint64_t pos;			/* next byte to read */
+	uint64_t end;			/* end of the slice being read */
+	uint32_t left;			/* frames left in it */
+	uint64_t lost;
+	uint64_t lost_total;
+	struct waiting w;
+};
+
+/* ------------------------------------------------------------- helpers */
+
+static uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static struct sluice_chan_slice *slice_at(const struct sluice_chan *ch, uint64_t pos)
+{
+	return (struct sluice_chan_slice *)(ch->data + (pos & ch->mask));
+}
+
+static unsigned char *bytes_at(const struct sluice_chan *ch, uint64_t pos)
+{
+	return ch->data + (pos & ch->mask);
+}
+
+/*
+ * Copy a frame.  Short frames, the common case, move in 16- or 32-byte
+ * pieces the compiler inlines, the last overlapping the one before; a
+ * call into memcpy costs more than the copy.
+ */
+static inline void copy_frame(void *dst, const void *src, size_t n)
+{
+	unsigned char *d = dst;
+	const unsigned char *s = src;
+
+	if (n >= 32 && n <= 64) {
+		memcpy(d, s, 32);
+		memcpy(d + n - 32, s + n - 32, 32);
+	} else if (n >= 16 && n < 32) {
+		memcpy(d, s, 16);
+		memcpy(d + n - 16, s + n - 16, 16);
+	} else if (n >= 8 && n < 16) {
+		memcpy(d, s, 8);
+		memcpy(d + n - 8, s + n - 8, 8);
+	} else if (n) {		/* memcpy wants real pointers even for 0 bytes */
+		memcpy(d, s, n);
+	}
+}
+
+static uint64_t tail_pos(uint64_t t)
+{
+	return t & CHAN_TAIL_POS;
+}
+
+/*
+ * Does a data or skip slice of @bytes after its header fit at @pos: at most
+ * half the ring, and not across its end?
+ */
+static bool slice_fits(const struct sluice_chan *ch, uint64_t pos, uint32_t bytes)
+{
+	return CHAN_SLICE_HDR + (uint64_t)bytes <= ch->cap / 2 &&
+	       (pos & ch->mask) + CHAN_SLICE_HDR + bytes <= ch->cap;
+}
+
+/* Is @v a seal of position @pos, of any kind? */
+static bool sealed(const struct sluice_chan *ch, uint64_t v, uint64_t pos)
+{
+	return (v & ~3ull) == (chan_seal(ch->salt, pos, 0) & ~3ull) &&
+	       (v & 3) <= CHAN_SLICE_SKIP;
+}
+
+static bool owner_alive(uint64_t owner, uint64_t start)
+{
+	pid_t pid = CHAN_OWNER_PID(owner);
+	uint64_t now;
+
+	if (sluice__proc_start_time(pid, &now))
+		return false;
+	/* 0: the owner took the place and has not written its start yet. */
+	return !start || now == start;
+}
+
+/*
+ * Bytes a slice of these frames takes: 0 if it is too big, 1 (not a
+ * multiple of 16) if a frame has no buffer.
+ */
+static uint64_t slice_bytes(const struct sluice_chan *ch, const struct iovec *iov,
+			    unsigned int n, bool bases)
+{
+	uint64_t sum = CHAN_SLICE_HDR, half = ch->cap / 2;
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		if (iov[i].iov_len > half)
+			return 0;
+		if (bases && !iov[i].iov_base && iov[i].iov_len)
+			return 1;
+		sum += CHAN_FRAME_HDR + align_up(iov[i].iov_len, 8);
+	}
+	/* n is at most BATCH_MAX: the sum of n lengths under half cannot wrap. */
+	sum = align_up(sum, 16);
+	return sum > half ? 0 : sum;
+}
+
+/*
+ * Loads and copies of a weak reader: they may race with a writer reusing
+ * the bytes, and are validated afterwards (see the top).  Hidden from
+ * ThreadSanitizer, which would rightly call them races.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define RACY __attribute__((no_sanitize("thread"), noinline))
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RACY __attribute__((no_sanitize("thread"), noinline))
+#endif
+#endif
+#ifndef RACY
+#define RACY
+#endif
+
+static RACY uint32_t racy_load32(const void *p)
+{
+	return *(const volatile uint32_t *)p;
+}
+
+static RACY uint64_t racy_load64(const void *p)
+{
+	return *(const volatile uint64_t *)p;
+}
+
+static RACY void racy_copy(void *dst, const void *src, size_t n)
+{
+	unsigned char *d = dst;
+	const volatile unsigned char *s = src;
+
+	/* Words where we can, for speed; volatile so nothing is re-read. */
+	while (n >= 8) {
+		uint64_t v = *(const volatile uint64_t *)s;
+
+		memcpy(d, &v, 8);
+		d += 8;
+		s += 8;
+		n -= 8;
+	}
+	while (n--)
+		*d++ = *s++;
+}
+
+/* ------------------------------------------------------------- waking */
+
+static void wake(_Atomic uint32_t *seq)
+{
+	/* A sleeper that loaded seq before this bump does not sleep on it. */
+	atomic_fetch_add_explicit(seq, 1, memory_order_seq_cst);
+	sluice__futex_wake(seq);
+}
+
+static void wake_all(struct sluice_chan *ch)
+{
+	wake(&ch->h->rseq);
+	wake(&ch->h->wseq);
+}
+
+/*
+ * Walk committed forward over every sealed slice.  Writers do it when a
+ * slice of theirs crosses an eighth of the ring, and whoever needs it up to
+ * date (a writer short of room, a reader joining) does it first.
+ *
+ * What it reads at c is a hint: once others have moved committed past c,
+ * writers may be reusing those bytes, so the loads are the racy kind and
+ * the CAS, which fails unless committed is still c, is the check.  While
+ * committed is c, nobody reserves a lap past it, and the bytes are c's.
+ * A walk that misses a seal just stored stops short; the committer's own
+ * wake (wake_sleepers()) covers anyone waiting on it.
+ */
+static void advance(struct sluice_chan *ch)
+{
+	struct sluice_chan_hdr *h = ch->h;
+	uint64_t c, next, seal, tail;
+	struct sluice_chan_slice *s;
+	uint32_t bytes;
+
+	c = atomic_load_explicit(&h->committed, memory_order_seq_cst);
+	for (;;) {
+		tail = tail_pos(atomic_load_explicit(&h->tail, memory_order_acquire));
+		if (c >= tail || c % 16)
+			break;
+		s = slice_at(ch, c);
+		seal = racy_load64(&s->seal);
+		/* The slice's header after its seal (pairs with seal()'s store). */
+		atomic_thread_fence(memory_order_acquire);
+		if (!sealed(ch, seal, c))
+			break;
+		bytes = racy_load32(&s->bytes);
+		next = c + CHAN_SLICE_HDR + bytes;
+		if (bytes % 16 || next > tail ||
+		    ((seal & 3) == CHAN_SLICE_PAD ? next & ch->mask :
+		     !slice_fits(ch, c, bytes)))
+			break;		/* not ours to judge: readers say -EBADMSG */
+		if (atomic_compare_exchange_strong_explicit(&h->committed, &c, next,
+							    memory_order_seq_cst,
+							    memory_order_seq_cst)) {
+			c = next;
+		}
+	}
+}
+
+/* Dekker's waker: after a seal or a cursor stored seq_cst, the counts. */
+static void wake_sleepers(struct sluice_chan_hdr *h)
+{
+	if (atomic_load_explicit(&h->rwait, memory_order_seq_cst))
+		wake(&h->rseq);
+	if (atomic_load_explicit(&h->wwait, memory_order_seq_cst))
+		wake(&h->wseq);
+}
+
+/* Seal the slice at @at as @kind, @bytes after its header, and tell. */
+static void seal(struct sluice_chan *ch, uint64_t at, uint32_t bytes,
+		 uint32_t frames, uint32_t kind)
+{
+	struct sluice_chan_slice *s = slice_at(ch, at);
+
+	atomic_store_explicit(&s->bytes, bytes, memory_order_relaxed);
+	atomic_store_explicit(&s->frames, frames, memory_order_relaxed);
+	/*
+	 * seq_cst: a release for readers (the frames before it), and a store
+	 * in the total order for advance() and sleeping readers (the top).
+	 */
+	atomic_store_explicit(&s->seal, chan_seal(ch->salt, at, kind), memory_order_seq_cst);
+}
+
+/* ------------------------------------------------------------- waiting */
+
+static void waiting_init(struct waiting *w, const struct sluice_chan *ch,
+			 const struct sluice_chan_opts *opts)
+{
+	uint32_t spin;
+
+	w->timeout_ns = SLUICE_OPT(opts, sluice_chan_opts, timeout_ns, 0);
+	if (!opts)
+		w->timeout_ns = ch->timeout_ns;
+	if (!w->timeout_ns)
+		w->timeout_ns = DEFAULT_TIMEOUT_NS;
+	w->cancel = opts ? SLUICE_OPT(opts, sluice_chan_opts, cancel, NULL) : ch->cancel;
+	spin = opts ? SLUICE_OPT(opts, sluice_chan_opts, spin_ns, 0) : ch->spin_ns;
+	w->spin_fixed = spin != 0;
+	w->spin_max = spin ? spin : SPIN_MAX_NS;
+	w->spin_ns = w->spin_max;
+}
+
+/*
+ * Spin budget: enough for twice what waits take, up to the most we may
+ * spin; only a sleep longer than that (an idle channel) halves it.  A
+ * wait ended by a short sleep grows it too: with more endpoints than CPUs
+ * the peer was queued behind us, and yielding through its turn is cheaper
+ * than a sleep and the wake it costs the peer.
+ */
+static void spin_adapt(struct waiting *w, uint64_t took, bool spun)
+{
+	uint64_t next;
+
+	if (w->spin_fixed)
+		return;
+	if (spun || took < w->spin_max)
+		next = took * 2 > w->spin_ns ? took * 2 : w->spin_ns;
+	else
+		next = w->spin_ns / 2;
+	if (next < SPIN_MIN_NS)
+		next = SPIN_MIN_NS;
+	w->spin_ns = (uint32_t)(next < w->spin_max ? next : w->spin_max);
+}
+
+static void sweep(struct sluice_chan *ch);
+
+/*
+ * A try_ call said -EAGAIN.  Callers that never block never sleep, so
+ * they look for the dead here instead, as a sleeper would: every SWEEP_NS
+ * of trying, checked every IDLE_EVERY tries.
+ */
+static void idle(struct sluice_chan *ch, struct waiting *w)
+{
+	uint64_t now;
+
+	if (++w->idle % IDLE_EVERY)
+		return;
+	now = sluice__now_ns(CLOCK_MONOTONIC);
+	if (now - w->swept_at < SWEEP_NS)
+		return;
+	w->swept_at = now;
+	if (w->idle > IDLE_EVERY)	/* not the first round: we have waited */
+		sweep(ch);
+}
+
+/* A deadline @timeout_ns after @now, saturated. */
+static uint64_t deadline_of(const struct waiting *w, uint64_t now)
+{
+	return w->timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + w->timeout_ns;
+}
+
+/*
+ * Wait until @ready says something other than -EAGAIN, on futex @seq,
+ * counted in @nwait.  @deadline is 0 until a wait of the call has read the
+ * clock: a clock read costs as much as a frame in a VM, so a wait reads it
+ * only once it has lasted CLOCK_EVERY polls.  Returns 0 (go and look), or
+ * an error.
+ */
+static int wait_for(struct sluice_chan *ch, struct waiting *w,
+		    _Atomic uint32_t *seq, _Atomic uint32_t *nwait,
+		    int (*ready)(void *), void *arg, uint64_t *deadline)
+{
+	/* A budget shorter than CLOCK_EVERY polls is checked every poll. */
+	unsigned int every = w->spin_ns < CLOCK_EVERY * POLL_NS ? 1 : CLOCK_EVERY;
+	uint64_t now, start = 0, sleep_start, next_sweep;
+	struct sluice__waiter waiter;
+	bool yielding = false;
+	unsigned int i;
+	uint32_t val;
+	int err;
+
+	err = sluice_cancel_reason(w->cancel);
+	if (err)
+		return err;
+
+	/*
+	 * Spin for the budget: pause first; past YIELD_NS, yield the CPU on
+	 * every poll instead.  With more endpoints than CPUs, the one we wait
+	 * for may be queued behind us on our own CPU: yielding hands it the
+	 * CPU for a system call, where sleeping would cost it a wake as well.
+	 * Alone on the CPU, a yield returns at once and we just poll slower.
+	 */
+	for (i = 1;; i++) {
+		err = ready(arg);
+		if (err != -EAGAIN) {
+			spin_adapt(w, start ? sluice__now_ns(CLOCK_MONOTONIC) - start :
+				   (uint64_t)i * POLL_NS, true);
+			return err;
+		}
+		if (yielding) {
+			sched_yield();
+		} else {
+			cpu_relax();
+			if (i % every)
+				continue;
+		}
+		now = sluice__now_ns(CLOCK_MONOTONIC);
+		if (!start)
+			start = now;
+		yielding = now - start >= YIELD_NS;
+		if (!*deadline)
+			*deadline = deadline_of(w, now);
+		if (now >= *deadline)
+			return -ETIMEDOUT;
+		err = sluice_cancel_reason(w->cancel);
+		if (err)
+			return err;
+		if (w->spin_max != UINT32_MAX && now - start >= w->spin_ns)
+			break;
+	}
+	sleep_start = sluice__now_ns(CLOCK_MONOTONIC);
+	if (!*deadline)
+		*deadline = deadline_of(w, sleep_start);
+
+	/* Sleep. */
+	err = sluice__cancel_arm(w->cancel, &waiter, seq);
+	if (err)
+		return err;
+	atomic_fetch_add_explicit(nwait, 1, memory_order_seq_cst);
+	next_sweep = sluice__now_ns(CLOCK_MONOTONIC) + SWEEP_NS;
+	for (;;) {
+		val = atomic_load_explicit(seq, memory_order_acquire);
+		/* Dekker's sleeper: the count before the re-check. */
+		atomic_thread_fence(memory_order_seq_cst);
+		err = ready(arg);
+		if (err != -EAGAIN)
+			break;
+		err = sluice_cancel_reason(w->cancel);
+		if (err)
+			break;
+		now = sluice__now_ns(CLOCK_MONOTONIC);
+		if (now >= *deadline) {
+			err = -ETIMEDOUT;
+			break;
+		}
+		if (now >= next_sweep) {
+			sweep(ch);
+			next_sweep = now + SWEEP_NS;
+			continue;
+		}
+		sluice__futex_wait(seq, val, next_sweep < *deadline ? next_sweep : *deadline);
+	}
+	atomic_fetch_sub_explicit(nwait, 1, memory_order_relaxed);
+	sluice__cancel_disarm(w->cancel, &waiter);
+	spin_adapt(w, sluice__now_ns(CLOCK_MONOTONIC) - (start ? start : sleep_start), false);
+	return err;
+}
+
+/* ------------------------------------------------------------- sweeping */
+
+/*
+ * The slice a dead writer reserved from @from, @len bytes, at @at: seal it
+ * SKIP (and its pad) unless it got sealed.  Under the region lock.
+ */
+static void abandon(struct sluice_chan *ch, uint64_t from, uint64_t at, uint32_t len)
+{
+	uint64_t v;
+
+	/*
+	 * committed cannot pass an unsealed slice, and nobody reserves a lap
+	 * past committed: below it, these bytes may be a later lap's; at or
+	 * above it, they are still the dead writer's.
+	 */
+	if (atomic_load_explicit(&ch->h->committed, memory_order_acquire) > from)
+		return;
+	v = atomic_load_explicit(&slice_at(ch, from)->seal, memory_order_acquire);
+	if (sealed(ch, v, from) && (at == from || (v & 3) != CHAN_SLICE_PAD))
+		return;		/* sealed before dying, or not its slice */
+	if (at != from && !sealed(ch, v, from))
+		seal(ch, from, (uint32_t)(at - from - CHAN_SLICE_HDR), 0, CHAN_SLICE_PAD);
+	v = atomic_load_explicit(&slice_at(ch, at)->seal, memory_order_acquire);
+	if (sealed(ch, v, at))
+		return;
+	seal(ch, at, len - CHAN_SLICE_HDR, 0, CHAN_SLICE_SKIP);
+	atomic_fetch_add_explicit(&ch->h->abandoned, len, memory_order_relaxed);
+}
+
+/* Where a reservation of @len bytes from @from puts its slice. */
+static uint64_t slice_start(const struct sluice_chan *ch, uint64_t from, uint32_t len)
+{
+	uint64_t off = from & ch->mask;
+
+	return off + len > ch->cap ? from + (ch->cap - off) : from;
+}
+
+/* Did the dead writer at @i win its reservation?  Under the region lock. */
+static bool won(struct sluice_chan *ch, uint32_t i, uint64_t from)
+{
+	uint64_t tail = tail_pos(atomic_load_explicit(&ch->h->tail, memory_order_acquire));
+	uint32_t j, st;
+
+	if (tail <= from)
+		return false;
+	for (j = 0; j < ch->writers_max; j++) {
+		struct sluice_chan_went *e = &ch->writers[j];
+
+		if (j == i || !atomic_load_explicit(&e->owner, memory_order_acquire))
+			continue;
+		st = atomic_load_explicit(&e->state, memory_order_acquire);
+		if (st != CHAN_W_IDLE && atomic_load_explicit(&e->from, memory_order_relaxed) == from)
+			return false;	/* another holds that position */
+	}
+	/* Nobody else claims it, yet tail passed it: it was this one's. */
+	return true;
+}
+
+static void sweep(struct sluice_chan *ch)
+{
+	struct sluice_chan_hdr *h = ch->h;
+	uint64_t owner, start, from;
+	bool changed = false;
+	uint32_t i, st, len;
+
+	if (sluice__region_lock(ch->region))
+		return;
+	for (i = 0; i < ch->writers_max; i++) {
+		struct sluice_chan_went *e = &ch->writers[i];
+
+		owner = atomic_load_explicit(&e->owner, memory_order_acquire);
+		if (!owner)
+			continue;
+		start = atomic_load_explicit(&e->start, memory_order_relaxed);
+		if (CHAN_OWNER_PID(owner) == ch->pid || owner_alive(owner, start))
+			continue;
+		st = atomic_load_explicit(&e->state, memory_order_acquire);
+		from = atomic_load_explicit(&e->from, memory_order_relaxed);
+		len = atomic_load_explicit(&e->len, memory_order_relaxed);
+		if (st == CHAN_W_FILLING || (st == CHAN_W_CLAIMING && won(ch, i, from))) {
+			/* A length a live writer could not have written: leave it. */
+			if (len >= CHAN_SLICE_HDR && len <= ch->cap / 2 && !(len % 16) && !(from % 16))
+				abandon(ch, from, slice_start(ch, from, len), len);
+		}
+		atomic_store_explicit(&e->state, CHAN_W_IDLE, memory_order_relaxed);
+		atomic_store_explicit(&e->owner, 0, memory_order_release);
+		if (CHAN_OWNER_KIND(owner) == SLUICE_CHAN_STRONG &&
+		    atomic_fetch_sub_explicit(&h->strong_writers, 1, memory_order_seq_cst) == 1) {
+			atomic_fetch_or_explicit(&h->tail, CHAN_TAIL_DRAIN, memory_order_seq_cst);
+			atomic_fetch_or_explicit(&h->ctl, CHAN_CTL_DRAIN, memory_order_seq_cst);
+		}
+		changed = true;
+	}
+	for (i = 0; i < ch->readers_max; i++) {
+		struct sluice_chan_rent *e = &ch->readers[i];
+
+		owner = atomic_load_explicit(&e->owner, memory_order_acquire);
+		if (!owner)
+			continue;
+		start = atomic_load_explicit(&e->start, memory_order_relaxed);
+		if (CHAN_OWNER_PID(owner) == ch->pid || owner_alive(owner, start))
+			continue;
+		atomic_store_explicit(&e->owner, 0, memory_order_seq_cst);
+		if (CHAN_OWNER_KIND(owner) == SLUICE_CHAN_STRONG)
+			atomic_fetch_add_explicit(&h->swept, 1, memory_order_relaxed);
+		changed = true;
+	}
+	sluice__region_unlock(ch->region);
+	if (changed) {
+		advance(ch);
+		wake_all(ch);
+	}
+}
+
+/* ------------------------------------------------------------- channels */
+
+struct geometry {
+	uint64_t index_off, readers_off, writers_off, data_off, size;
+};
+
+static void geometry_of(uint64_t cap, uint32_t rmax, uint32_t wmax, struct geometry *g)
+{
+	g->index_off = align_up(sizeof(struct sluice_chan_hdr), 64);
+	g->readers_off = g->index_off + CHAN_INDEX_N * sizeof(uint64_t);
+	g->writers_off = g->readers_off + (uint64_t)rmax * sizeof(struct sluice_chan_rent);
+	g->data_off = align_up(g->writers_off + (uint64_t)wmax * sizeof(struct sluice_chan_went), 64);
+	g->size = g->data_off + cap;
+}
+
+static uint64_t config_csum(const struct sluice_chan_hdr *c)
+{
+	return sluice__fnv1a((const unsigned char *)c + CHAN_CSUM_FROM,
+			     CHAN_CSUM_TO - CHAN_CSUM_FROM);
+}
+
+static bool capacity_ok(uint64_t cap)
+{
+	return sluice__is_pow2(cap) && cap >= SLUICE_CHAN_CAPACITY_MIN &&
+	       cap <= SLUICE_CHAN_CAPACITY_MAX;
+}
+
+static bool ends_ok(uint32_t n)
+{
+	return n >= 1 && n <= SLUICE_CHAN_ENDS_MAX;
+}
+
+/* Check a private copy of the configuration against its object. */
+static int config_check(const struct sluice_chan_hdr *c, uint64_t obj_size)
+{
+	struct geometry g;
+
+	if (c->abi != SLUICE_CHAN_ABI)
+		return -EPROTO;
+	if (c->csum != config_csum(c) || !capacity_ok(c->capacity) ||
+	    c->policy > SLUICE_CHAN_OVERWRITE ||
+	    !ends_ok(c->readers_max) || !ends_ok(c->writers_max))
+		return -EBADMSG;
+	geometry_of(c->capacity, c->readers_max, c->writers_max, &g);
+	if (c->index_off != g.index_off || c->readers_off != g.readers_off ||
+	    c->writers_off != g.writers_off || c->data_off != g.data_off ||
+	    c->size != g.size || c->size > obj_size)
+		return -EBADMSG;
+	return 0;
+}
+
+static bool opts_ok(const struct sluice_chan_opts *opts, bool create)
+{
+	if (!sluice__opts_valid(opts, sizeof(*opts)) ||
+	    SLUICE_OPT(opts, sluice_chan_opts, flags, 0))
+		return false;
+	if (create)
+		return true;
+	return !SLUICE_OPT(opts, sluice_chan_opts, readers_max, 0) &&
+	       !SLUICE_OPT(opts, sluice_chan_opts, writers_max, 0);
+}
+
+static int handle_init(struct sluice_region *r, struct sluice_chan_hdr *h,
+		       const struct sluice_chan_hdr *cfg,
+		       const struct sluice_chan_opts *opts, struct sluice_chan **out)
+{
+	struct sluice_chan *ch;
+
+	ch = calloc(1, sizeof(*ch));
+	if (!ch)
+		return -ENOMEM;
+	ch->region = r;
+	ch->h = h;
+	ch->index = (_Atomic uint64_t *)((unsigned char *)h + cfg->index_off);
+	ch->readers = (struct sluice_chan_rent *)((unsigned char *)h + cfg->readers_off);
+	ch->writers = (struct sluice_chan_went *)((unsigned char *)h + cfg->writers_off);
+	ch->data = (unsigned char *)h + cfg->data_off;
+	ch->cap = cfg->capacity;
+	ch->mask = cfg->capacity - 1;
+	ch->chunk = cfg->capacity / CHAN_INDEX_N;
+	ch->salt = cfg->salt;
+	ch->readers_max = cfg->readers_max;
+	ch->writers_max = cfg->writers_max;
+	ch->policy = cfg->policy;
+	ch->timeout_ns = SLUICE_OPT(opts, sluice_chan_opts, timeout_ns, 0);
+	ch->cancel = SLUICE_OPT(opts, sluice_chan_opts, cancel, NULL);
+	ch->spin_ns = SLUICE_OPT(opts, sluice_chan_opts, spin_ns, 0);
+	ch->pid = getpid();
+	(void)sluice__proc_start_time(ch->pid, &ch->start);
+	*out = ch;
+	return 0;
+}
+
+int sluice_chan_create(struct sluice_region *r, const char *name,
+		       uint64_t capacity, enum sluice_chan_policy policy,
+		       const struct sluice_chan_opts *opts,
+		       struct sluice_chan **out)
+{
+	struct sluice_chan_hdr *h, cfg;
+	struct geometry g;
+	uint64_t off;
+	int err;
+
+	if (!r || !out || !opts_ok(opts, true) || !capacity_ok(capacity) ||
+	    (policy != SLUICE_CHAN_BLOCK && policy != SLUICE_CHAN_OVERWRITE))
+		return -EINVAL;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.readers_max = SLUICE_OPT(opts, sluice_chan_opts, readers_max, 0);
+	cfg.writers_max = SLUICE_OPT(opts, sluice_chan_opts, writers_max, 0);
+	if (!cfg.readers_max)
+		cfg.readers_max = SLUICE_CHAN_ENDS_DEFAULT;
+	if (!cfg.writers_max)
+		cfg.writers_max = SLUICE_CHAN_ENDS_DEFAULT;
+	if (!ends_ok(cfg.readers_max) || !ends_ok(cfg.writers_max))
+		return -EINVAL;
+	if (getrandom(&cfg.salt, sizeof(cfg.salt), GRND_NONBLOCK) != sizeof(cfg.salt))
+		cfg.salt = sluice__now_ns(CLOCK_MONOTONIC) ^ ((uint64_t)getpid() << 32);
+
+	geometry_of(capacity, cfg.readers_max, cfg.writers_max, &g);
+	err = sluice_region_alloc(r, name, SLUICE_OBJ_CHAN, g.size, 64, &off);
+	if (err)
+		return err;
+	h = sluice_region_at(r, off, g.size);
+
+	/* Made privately, copied out (the region zeroed the rest). */
+	cfg.abi = SLUICE_CHAN_ABI;
+	cfg.policy = policy;
+	cfg.capacity = capacity;
+	cfg.index_off = g.index_off;
+	cfg.readers_off = g.readers_off;
+	cfg.writers_off = g.writers_off;
+	cfg.data_off = g.data_off;
+	cfg.size = g.size;
+	cfg.csum = config_csum(&cfg);
+	memcpy((char *)h + CHAN_CSUM_FROM, (char *)&cfg + CHAN_CSUM_FROM,
+	       sizeof(cfg.csum) + CHAN_CSUM_TO - CHAN_CSUM_FROM);
+	/* The magic last: an attacher that sees it sees the rest. */
+	atomic_store_explicit((_Atomic uint64_t *)&h->magic, SLUICE_CHAN_MAGIC,
+			      memory_order_release);
+	return handle_init(r, h, &cfg, opts, out);
+}
+
+int sluice_chan_attach(struct sluice_region *r, const char *name,
+		       const struct sluice_chan_opts *opts,
+		       struct sluice_chan **out)
+{
+	struct sluice_chan_hdr *h, cfg;
+	struct sluice_obj_info obj;
+	uint64_t magic;
+	int err;
+
+	if (!r || !out || !opts_ok(opts, true))
+		return -EINVAL;
+	if (SLUICE_OPT(opts, sluice_chan_opts, readers_max, 0) ||
+	    SLUICE_OPT(opts, sluice_chan_opts, writers_max, 0))
+		return -EINVAL;
+	err = sluice_region_find(r, name, &obj);
+	if (err)
+		return err;
+	if (obj.type != SLUICE_OBJ_CHAN || obj.size < sizeof(*h))
+		return -EPROTO;
+	h = sluice_region_at(r, obj.offset, obj.size);
+	if (!h || obj.offset % 64)
+		return -EBADMSG;
+	magic = atomic_load_explicit((_Atomic uint64_t *)&h->magic, memory_order_acquire);
+	if (!magic)
+		return -EAGAIN;
+	if (magic != SLUICE_CHAN_MAGIC)
+		return -EPROTO;
+	/* Read once, check the copy, use the copy. */
+	memcpy(&cfg, h, sizeof(cfg.csum) + CHAN_CSUM_TO);
+	err = config_check(&cfg, obj.size);
+	if (err)
+		return err;
+	return handle_init(r, h, &cfg, opts, out);
+}
+
+int sluice_chan_close(struct sluice_chan *ch)
+{
+	if (!ch)
+		return 0;
+	if (atomic_load_explicit(&ch->ends, memory_order_acquire))
+		return -EBUSY;
+	free(ch);
+	return 0;
+}
+
+static int set_ending(struct sluice_chan *ch, uint64_t tail_bit, uint32_t ctl_bit)
+{
+	if (!ch)
+		return -EINVAL;
+	atomic_fetch_or_explicit(&ch->h->tail, tail_bit, memory_order_seq_cst);
+	atomic_fetch_or_explicit(&ch->h->ctl, ctl_bit, memory_order_seq_cst);
+	wake_all(ch);
+	return 0;
+}
+
+int sluice_chan_drain(struct sluice_chan *ch)
+{
+	return set_ending(ch, CHAN_TAIL_DRAIN, CHAN_CTL_DRAIN);
+}
+
+int sluice_chan_terminate(struct sluice_chan *ch)
+{
+	return set_ending(ch, CHAN_TAIL_TERM, CHAN_CTL_TERM);
+}
+
+int sluice_chan_info(struct sluice_chan *ch, struct sluice_chan_info *info)
+{
+	struct sluice_chan_hdr *h;
+	uint64_t owner, tail;
+	uint32_t i, ctl;
+
+	if (!ch || !info)
+		return -EINVAL;
+	h = ch->h;
+	memset(info, 0, sizeof(*info));
+	info->capacity = ch->cap;
+	info->policy = ch->policy;
+	info->readers_max = ch->readers_max;
+	info->writers_max = ch->writers_max;
+	for (i = 0; i < ch->readers_max; i++) {
+		owner = atomic_load_explicit(&ch->readers[i].owner, memory_order_acquire);
+		if (CHAN_OWNER_KIND(owner) == SLUICE_CHAN_STRONG)
+			info->strong_readers++;
+		else if (CHAN_OWNER_KIND(owner) == SLUICE_CHAN_WEAK)
+			info->weak_readers++;
+	}
+	for (i = 0; i < ch->writers_max; i++)
+		if (atomic_load_explicit(&ch->writers[i].owner, memory_order_acquire))
+			info->writers_busy++;
+	info->strong_writers = atomic_load_explicit(&h->strong_writers, memory_order_acquire);
+	ctl = atomic_load_explicit(&h->ctl, memory_order_acquire);
+	tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+	info->draining = !!(ctl & CHAN_CTL_DRAIN) || !!(tail & CHAN_TAIL_DRAIN);
+	info->terminated = !!(ctl & CHAN_CTL_TERM) || !!(tail & CHAN_TAIL_TERM);
+	info->tail = tail_pos(tail);
+	info->committed = atomic_load_explicit(&h->committed, memory_order_acquire);
+	info->abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
+	info->swept = atomic_load_explicit(&h->swept, memory_order_relaxed);
+	if (info->committed > info->tail || info->strong_writers > ch->writers_max)
+		return -EBADMSG;
+	return 0;
+}
+
+size_t sluice_chan_frame_max(const struct sluice_chan *ch)
+{
+	if (!ch)
+		return 0;
+	/* Half the ring (a multiple of 16), less the two headers. */
+	return (size_t)(ch->cap / 2 - CHAN_SLICE_HDR - CHAN_FRAME_HDR);
+}
+
+/* ------------------------------------------------------------- writers */
+
+/* Take a free place in the writer table; -EUSERS if there is none. */
+static int place_take(struct sluice_chan *ch, uint32_t kind, uint32_t hint, uint32_t *out)
+{
+	uint64_t want = CHAN_OWNER(ch->pid, kind), free_ = 0;
+	uint32_t i, j;
+
+	for (j = 0; j < ch->writers_max; j++) {
+		struct sluice_chan_went *e;
+
+		i = (hint + j) % ch->writers_max;
+		e = &ch->writers[i];
+		free_ = 0;
+		/*
+		 * A plain look first (no line taken for a busy place), then
+		 * the CAS; acquire pairs with the release that freed it, so
+		 * the last owner's stores are behind us.
+		 */
+		if (atomic_load_explicit(&e->owner, memory_order_relaxed) ||
+		    !atomic_compare_exchange_strong_explicit(&e->owner, &free_, want,
+							     memory_order_acquire,
+							     memory_order_relaxed))
+			continue;
+		/* Only sweepers read these, under the lock; start 0 means unknown. */
+		atomic_store_explicit(&e->state, CHAN_W_IDLE, memory_order_relaxed);
+		atomic_store_explicit(&e->start, ch->start, memory_order_release);
+		*out = i;
+		return 0;
+	}
+	return -EUSERS;
+}
+
+static void place_give(struct sluice_chan *ch, uint32_t i)
+{
+	struct sluice_chan_went *e = &ch->writers[i];
+
+	atomic_store_explicit(&e->state, CHAN_W_IDLE, memory_order_relaxed);
+	atomic_store_explicit(&e->start, 0, memory_order_relaxed);
+	/* Pairs with readers' acquire of owner: our seals come before. */
+	atomic_store_explicit(&e->owner, 0, memory_order_release);
+}
+
+int sluice_chan_writer_open(struct sluice_chan *ch, enum sluice_chan_kind kind,
+			    const struct sluice_chan_opts *opts,
+			    struct sluice_chan_writer **out)
+{
+	struct sluice_chan_writer *w;
+	uint64_t tail;
+	uint32_t ent;
+	int err;
+
+	if (!ch || !out || !opts_ok(opts, false) ||
+	    (kind != SLUICE_CHAN_STRONG && kind != SLUICE_CHAN_WEAK))
+		return -EINVAL;
+	tail = atomic_load_explicit(&ch->h->tail, memory_order_acquire);
+	if (tail & CHAN_TAIL_TERM)
+		return -ECONNABORTED;
+	if (tail & CHAN_TAIL_DRAIN)
+		return -EPIPE;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->ch = ch;
+	w->kind = kind;
+	w->ent = -1;
+	w->hint = (uint32_t)ch->pid;
+	waiting_init(&w->w, ch, opts);
+	if (kind == SLUICE_CHAN_STRONG) {
+		err = place_take(ch, kind, w->hint, &ent);
+		if (err) {
+			free(w);
+			return err;
+		}
+		w->ent = (int32_t)ent;
+		atomic_fetch_add_explicit(&ch->h->strong_writers, 1, memory_order_seq_cst);
+	}
+	atomic_fetch_add_explicit(&ch->ends, 1, memory_order_relaxed);
+	*out = w;
+	return 0;
+}
+
+/*
+ * Recompute how far we may reserve.  Returns 0, or -EBADMSG if committed
+ * or a strong reader's cursor is past tail.
+ */
+static int refresh_limit(struct sluice_chan_writer *w)
+{
+	struct sluice_chan *ch = w->ch;
+	uint64_t min, cur, owner, max = 0;
+	uint32_t i;
+
+	/* committed first, then the places (seq_cst): see the top. */
+	advance(ch);
+	min = atomic_load_explicit(&ch->h->committed, memory_order_seq_cst);
+	max = min;
+	for (i = 0; i < ch->readers_max; i++) {
+		struct sluice_chan_rent *e = &ch->readers[i];
+
+		owner = atomic_load_explicit(&e->owner, memory_order_seq_cst);
+		if (CHAN_OWNER_KIND(owner) != SLUICE_CHAN_STRONG)
+			continue;
+		cur = atomic_load_explicit(&e->cursor, memory_order_seq_cst);
+		if (cur < min)
+			min = cur;
+		if (cur > max)
+			max = cur;
+	}
+	/* tail last: it only grows, so nothing honest is past it. */
+	if (max > tail_pos(atomic_load_explicit(&ch->h->tail, memory_order_seq_cst)))
+		return -EBADMSG;
+	w->limit = min + ch->cap;
+	return 0;
+}
+
+/* Store where each chunk at or after a boundary of ours starts. */
+static void index_mark(struct sluice_chan *ch, uint64_t from, uint64_t at, uint64_t end)
+{
+	uint64_t b = align_up(from + 1, ch->chunk);
+
+	/*
+	 * Release, though a weak reader checks what it finds there against
+	 * tail anyway: the word is a hint, and a wrong one costs a retry.
+	 */
+	for (; b <= end; b += ch->chunk)
+		atomic_store_explicit(&ch->index[(b / ch->chunk) % CHAN_INDEX_N],
+				      b <= at ? at : end, memory_order_release);
+}
+
+/*
+ * Reserve @len bytes.  On success the slice is ours at w->at, its pad (if
+ * any) sealed, and w->held set.
+ */
+static int reserve(struct sluice_chan_writer *w, uint32_t len, uint32_t frames)
+{
+	struct sluice_chan *ch = w->ch;
+	struct sluice_chan_went *e;
+	uint64_t t, from, at, end;
+	uint32_t ent;
+	int err;
+
+	if (w->held)
+		return -EBUSY;
+	if (w->ent < 0) {
+		err = place_take(ch, SLUICE_CHAN_WEAK, w->hint, &ent);
+		if (err)
+			return err == -EUSERS ? -EAGAIN : err;
+		w->ent = (int32_t)ent;
+		w->hint = ent;
+	}
+	e = &ch->writers[w->ent];
+	/* Acquire: pairs with the CAS that made t (its writer's intent). */
+	t = atomic_load_explicit(&ch->h->tail, memory_order_acquire);
+	for (;;) {
+		if (t & CHAN_TAIL_TERM) {
+			err = -ECONNABORTED;
+			goto out_idle;
+		}
+		if (t & CHAN_TAIL_DRAIN) {
+			err = -EPIPE;
+			goto out_idle;
+		}
+		if (t % 16) {		/* slices start on 16: not a tail we made */
+			err = -EBADMSG;
+			goto out_idle;
+		}
+		from = t;
+		at = slice_start(ch, from, len);
+		end = at + len;
+		if (end > w->limit) {
+			err = refresh_limit(w);
+			if (err)
+				goto out_idle;
+			if (end > w->limit) {
+				err = -EAGAIN;
+				goto out_idle;
+			}
+		}
+		/*
+		 * The intent, published by the CAS (seq_cst, so a release):
+		 * whoever acquires tail past @from finds it.  A failed CAS
+		 * reloads t with acquire, as above.
+		 */
+		atomic_store_explicit(&e->from, from, memory_order_relaxed);
+		atomic_store_explicit(&e->len, len, memory_order_relaxed);
+		atomic_store_explicit(&e->state, CHAN_W_CLAIMING, memory_order_relaxed);
+		if (atomic_compare_exchange_weak_explicit(&ch->h->tail, &t, end,
+							  memory_order_seq_cst,
+							  memory_order_acquire))
+			break;
+	}
+	/*
+	 * Relaxed: FILLING only tells a sweeper the CAS won, which it also
+	 * learns from tail (won()); nothing is published by it.
+	 */
+	atomic_store_explicit(&e->state, CHAN_W_FILLING, memory_order_relaxed);
+	index_mark(ch, from, at, end);
+	if (at != from)
+		seal(ch, from, (uint32_t)(at - from - CHAN_SLICE_HDR), 0, CHAN_SLICE_PAD);
+	w->held = true;
+	w->from = from;
+	w->at = at;
+	w->len = len;
+	w->frames = frames;
+	return 0;
+
+out_idle:
+	atomic_store_explicit(&e->state, CHAN_W_IDLE, memory_order_relaxed);
+	if (w->kind == SLUICE_CHAN_WEAK) {
+		place_give(ch, (uint32_t)w->ent);
+		w->ent = -1;
+	}
+	return err;
+}
+
+/* Seal the held slice as @kind and let the place go. */
+static void finish(struct sluice_chan_writer *w, uint32_t kind)
+{
+	struct sluice_chan *ch = w->ch;
+
+	seal(ch, w->at, w->len - CHAN_SLICE_HDR,
+	     kind == CHAN_SLICE_DATA ? w->frames : 0, kind);
+	if (w->kind == SLUICE_CHAN_WEAK) {
+		place_give(ch, (uint32_t)w->ent);
+		w->ent = -1;
+	} else {
+		/* Release: a sweeper that sees IDLE sees the seal. */
+		atomic_store_explicit(&ch->writers[w->ent].state, CHAN_W_IDLE,
+				      memory_order_release);
+	}
+	w->held = false;
+	if (w->from / (ch->cap / 8) != (w->at + w->len) / (ch->cap / 8))
+		advance(ch);
+	wake_sleepers(ch->h);
+}
+
+/* Write the frame headers of the held slice; point @iov at the frames. */
+static void lay_frames(struct sluice_chan_writer *w, struct iovec *iov, unsigned int n)
+{
+	uint64_t p = w->at + CHAN_SLICE_HDR;
+	struct sluice_chan_frame f = { 0, 0 };
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		f.len = (uint32_t)iov[i].iov_len;
+		memcpy(bytes_at(w->ch, p), &f, sizeof(f));
+		iov[i].iov_base = bytes_at(w->ch, p + CHAN_FRAME_HDR);
+		p += CHAN_FRAME_HDR + align_up(f.len, 8);
+	}
+}
+
+/* @bases: the frames' buffers are input (write), not output (reserve). */
+static int frames_ok(struct sluice_chan_writer *w, const struct iovec *iov,
+		     unsigned int n, bool bases, uint64_t *len)
+{
+	if (!w || !iov || !n || n > BATCH_MAX)
+		return -EINVAL;
+	*len = slice_bytes(w->ch, iov, n, bases);
+	return !*len ? -EMSGSIZE : *len == 1 ? -EINVAL : 0;
+}
+
+/* Writers' readiness for wait_for(): room, or a reason not to wait. */
+static int room_ready(void *arg)
+{
+	struct sluice_chan_writer *w = arg;
+	struct sluice_chan *ch = w->ch;
+	uint64_t t = atomic_load_explicit(&ch->h->tail, memory_order_seq_cst), at;
+	uint32_t i;
+
+	if (t & (CHAN_TAIL_TERM | CHAN_TAIL_DRAIN))
+		return 0;
+	if (w->ent < 0) {
+		/* A weak writer waiting for a place: any free one will do. */
+		for (i = 0; i < ch->writers_max; i++)
+			if (!atomic_load_explicit(&ch->writers[i].owner, memory_order_seq_cst))
+				break;
+		if (i == ch->writers_max)
+			return -EAGAIN;
+	}
+	if (refresh_limit(w))
+		return 0;	/* the caller meets the error */
+	at = slice_start(ch, tail_pos(t), w->want);
+	return at + w->want <= w->limit ? 0 : -EAGAIN;
+}
+
+/* reserve(), waiting for room or a place while it says -EAGAIN. */
+static int reserve_wait(struct sluice_chan_writer *w, uint32_t len, uint32_t frames)
+{
+	uint64_t deadline = 0;
+	int err;
+
+	for (;;) {
+		err = reserve(w, len, frames);
+		if (err != -EAGAIN)
+			return err;
+		w->want = len;
+		err = wait_for(w->ch, &w->w, &w->ch->h->wseq, &w->ch->h->wwait,
+			       room_ready, w, &deadline);
+		if (err)
+			return err;
+	}
+}
+
+static int write_batch(struct sluice_chan_writer *w, const struct iovec *iov,
+		       unsigned int n, bool block)
+{
+	struct sluice_chan_frame f = { 0, 0 };
+	unsigned char *base;
+	uint64_t len, off;
+	unsigned int i;
+	int err;
+
+	err = frames_ok(w, iov, n, true, &len);
+	if (err)
+		return err;
+	err = block ? reserve_wait(w, (uint32_t)len, n) : reserve(w, (uint32_t)len, n);
+	if (err == -EAGAIN)
+		idle(w->ch, &w->w);
+	if (err)
+		return err;
+	/* One pass, header and bytes together: a line is taken over once. */
+	base = bytes_at(w->ch, w->at);
+	off = CHAN_SLICE_HDR;
+	for (i = 0; i < n; i++) {
+		/* Ask for lines ahead before the stores need them (see spsc.c). */
+		if (off + WRITE_PREFETCH < len)
+			__builtin_prefetch(base + off + WRITE_PREFETCH, 1, 3);
+		f.len = (uint32_t)iov[i].iov_len;
+		memcpy(base + off, &f, sizeof(f));
+		copy_frame(base + off + CHAN_FRAME_HDR, iov[i].iov_base, f.len);
+		off += CHAN_FRAME_HDR + align_up(f.len, 8);
+	}
+	return sluice_chan_commit(w) ?: (int)n;
+}
+
+int sluice_chan_write_batch(struct sluice_chan_writer *w, const struct iovec *iov,
+			    unsigned int n)
+{
+	return write_batch(w, iov, n, true);
+}
+
+int sluice_chan_try_write_batch(struct sluice_chan_writer *w,
+				const struct iovec *iov, unsigned int n)
+{
+	return write_batch(w, iov, n, false);
+}
+
+int sluice_chan_write(struct sluice_chan_writer *w, const void *buf, size_t len)
+{
+	struct iovec v = { (void *)buf, len };
+	int ret;
+
+	if (!buf && len)
+		return -EINVAL;
+	ret = write_batch(w, &v, 1, true);
+	return ret < 0 ? ret : 0;
+}
+
+int sluice_chan_try_write(struct sluice_chan_writer *w, const void *buf, size_t len)
+{
+	struct iovec v = { (void *)buf, len };
+	int ret;
+
+	if (!buf && len)
+		return -EINVAL;
+	ret = write_batch(w, &v, 1, false);
+	return ret < 0 ? ret : 0;
+}
+
+static int reserve_slice(struct sluice_chan_writer *w, struct iovec *iov,
+			 unsigned int n, bool block)
+{
+	uint64_t len;
+	int err;
+
+	err = frames_ok(w, iov, n, false, &len);
+	if (err)
+		return err;
+	err = block ? reserve_wait(w, (uint32_t)len, n) : reserve(w, (uint32_t)len, n);
+	if (err == -EAGAIN)
+		idle(w->ch, &w->w);
+	if (err)
+		return err;
+	lay_frames(w, iov, n);
+	return (int)n;
+}
+
+int sluice_chan_reserve_slice(struct sluice_chan_writer *w, struct iovec *iov,
+			      unsigned int n)
+{
+	return reserve_slice(w, iov, n, true);
+}
+
+int sluice_chan_try_reserve_slice(struct sluice_chan_writer *w,
+				  struct iovec *iov, unsigned int n)
+{
+	return reserve_slice(w, iov, n, false);
+}
+
+int sluice_chan_commit(struct sluice_chan_writer *w)
+{
+	if (!w || !w->held)
+		return -EINVAL;
+	/* A slice committed after terminate is dropped: readers are gone. */
+	if (atomic_load_explicit(&w->ch->h->ctl, memory_order_acquire) & CHAN_CTL_TERM) {
+		finish(w, CHAN_SLICE_SKIP);
+		return -ECONNABORTED;
+	}
+	finish(w, CHAN_SLICE_DATA);
+	return 0;
+}
+
+int sluice_chan_abort(struct sluice_chan_writer *w)
+{
+	if (!w || !w->held)
+		return -EINVAL;
+	finish(w, CHAN_SLICE_SKIP);
+	/* Dropped either way; say so as every other call does. */
+	if (atomic_load_explicit(&w->ch->h->ctl, memory_order_acquire) & CHAN_CTL_TERM)
+		return -ECONNABORTED;
+	return 0;
+}
+
+void sluice_chan_writer_close(struct sluice_chan_writer *w)
+{
+	struct sluice_chan *ch;
+
+	if (!w)
+		return;
+	ch = w->ch;
+	if (w->held)
+		finish(w, CHAN_SLICE_SKIP);
+	if (w->ent >= 0)
+		place_give(ch, (uint32_t)w->ent);
+	if (w->kind == SLUICE_CHAN_STRONG &&
+	    atomic_fetch_sub_explicit(&ch->h->strong_writers, 1, memory_order_seq_cst) == 1)
+		/* The last strong writer: the channel drains, as a pipe does. */
+		sluice_chan_drain(ch);
+	atomic_fetch_sub_explicit(&ch->ends, 1, memory_order_relaxed);
+	free(w);
+}
+
+/* ------------------------------------------------------------- readers */
+
+int sluice_chan_reader_open(struct sluice_chan *ch, enum sluice_chan_kind kind,
+			    const struct sluice_chan_opts *opts,
+			    struct sluice_chan_reader **out)
+{
+	uint64_t want, free_, c;
+	struct sluice_chan_reader *r;
+	struct sluice_chan_rent *e;
+	uint32_t i;
+
+	if (!ch || !out || !opts_ok(opts, false) ||
+	    (kind != SLUICE_CHAN_STRONG && kind != SLUICE_CHAN_WEAK) ||
+	    (kind == SLUICE_CHAN_STRONG && ch->policy == SLUICE_CHAN_OVERWRITE))
+		return -EINVAL;
+	if (atomic_load_explicit(&ch->h->ctl, memory_order_acquire) & CHAN_CTL_TERM)
+		return -ECONNABORTED;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	want = CHAN_OWNER(ch->pid, kind);
+	for (i = 0; i < ch->readers_max; i++) {
+		e = &ch->readers[i];
+		free_ = 0;
+		/* A cursor no writer can hold against us before the place is ours. */
+		if (!atomic_load_explicit(&e->owner, memory_order_relaxed) &&
+		    atomic_compare_exchange_strong_explicit(&e->owner, &free_, CHAN_OWNER(ch->pid, 0),
+							    memory_order_seq_cst,
+							    memory_order_relaxed))
+			break;
+	}
+	if (i == ch->readers_max) {
+		free(r);
+		return -EUSERS;
+	}
+	/*
+	 * Join (see the top): a cursor no later than where we start, the
+	 * place published, then committed again (seq_cst) for the start.
+	 */
+	advance(ch);
+	c = atomic_load_explicit(&ch->h->committed, memory_order_seq_cst);
+	atomic_store_explicit(&e->cursor, c, memory_order_relaxed);
+	atomic_store_explicit(&e->start, ch->start, memory_order_relaxed);
+	atomic_store_explicit(&e->owner, want, memory_order_seq_cst);
+	c = atomic_load_explicit(&ch->h->committed, memory_order_seq_cst);
+	if (c % 16 ||
+	    c > tail_pos(atomic_load_explicit(&ch->h->tail, memory_order_acquire))) {
+		/* Not a position writers made: refuse rather than read there. */
+		atomic_store_explicit(&e->owner, 0, memory_order_seq_cst);
+		free(r);
+		return -EBADMSG;
+	}
+	atomic_store_explicit(&e->cursor, c, memory_order_seq_cst);
+	r->ch = ch;
+	r->kind = kind;
+	r->ent = i;
+	r->pos = r->end = c;
+	waiting_init(&r->w, ch, opts);
+	atomic_fetch_add_explicit(&ch->ends, 1, memory_order_relaxed);
+	*out = r;
+	return 0;
+}
+
+void sluice_chan_reader_close(struct sluice_chan_reader *r)
+{
+	struct sluice_chan *ch;
+
+	if (!r)
+		return;
+	ch = r->ch;
+	atomic_store_explicit(&ch->readers[r->ent].start, 0, memory_order_relaxed);
+	atomic_store_explicit(&ch->readers[r->ent].owner, 0, memory_order_seq_cst);
+	/* Writers held back by us may go on. */
+	if (r->kind == SLUICE_CHAN_STRONG &&
+	    atomic_load_explicit(&ch->h->wwait, memory_order_seq_cst))
+		wake(&ch->h->wseq);
+	atomic_fetch_sub_explicit(&ch->ends, 1, memory_order_relaxed);
+	free(r);
+}
+
+uint64_t sluice_chan_lost(const struct sluice_chan_reader *r)
+{
+	return r ? r->lost : 0;
+}
+
+uint64_t sluice_chan_lost_total(const struct sluice_chan_reader *r)
+{
+	return r ? r->lost_total : 0;
+}
+
+/* Has a writer overtaken a weak reader that reads from @from? */
+static bool overrun(const struct sluice_chan_reader *r, uint64_t from)
+{
+	/* After the copies: pairs with the CAS that reserved over them. */
+	atomic_thread_fence(memory_order_acquire);
+	return tail_pos(atomic_load_explicit(&r->ch->h->tail, memory_order_relaxed)) >
+	       from + r->ch->cap;
+}
+
+/*
+ * An overtaken weak reader jumps to the oldest slice still intact: the
+ * first that the chunk index says starts at or after tail - capacity.
+ */
+static int resume(struct sluice_chan_reader *r)
+{
+	struct sluice_chan *ch = r->ch;
+	uint64_t t, b, v, to;
+	uint32_t k;
+
+	t = tail_pos(atomic_load_explicit(&ch->h->tail, memory_order_acquire));
+	if (t % 16)
+		return -EBADMSG;
+	to = t;
+	b = align_up(t - ch->cap, ch->chunk);
+	for (k = 0; k < CHAN_INDEX_N && b < t; k++, b += ch->chunk) {
+		v = atomic_load_explicit(&ch->index[(b / ch->chunk) % CHAN_INDEX_N],
+					 memory_order_acquire);
+		/*
+		 * Stale (an earlier lap), the next lap's (b is exactly
+		 * tail - capacity), or not stored yet: try the next chunk.
+		 */
+		if (v >= b && v < b + ch->cap && v <= t && !(v % 16)) {
+			to = v;
+			break;
+		}
+	}
+	r->lost = to - r->pos;
+	r->lost_total += r->lost;
+	r->pos = r->end = to;
+	r->left = 0;
+	return -EOVERFLOW;
+}
+
+/*
+ * Nothing at r->pos: why?  -EAGAIN, or an end.  tail is where writers
+ * fight; a strong reader looks at it only once ctl says the channel is
+ * ending (ctl is set after tail's bit, and both wake every sleeper).
+ */
+static int nothing(struct sluice_chan_reader *r)
+{
+	uint32_t ctl = atomic_load_explicit(&r->ch->h->ctl, memory_order_seq_cst);
+	uint64_t t;
+
+	if (ctl & CHAN_CTL_TERM)
+		return -ECONNABORTED;
+	if (!(ctl & CHAN_CTL_DRAIN) && r->kind == SLUICE_CHAN_STRONG)
+		return -EAGAIN;
+	t = atomic_load_explicit(&r->ch->h->tail, memory_order_seq_cst);
+	if (t & CHAN_TAIL_TERM)
+		return -ECONNABORTED;
+	if (r->kind == SLUICE_CHAN_WEAK && tail_pos(t) > r->pos + r->ch->cap)
+		return resume(r);
+	if (tail_pos(t) < r->pos)
+		return -EBADMSG;
+	if ((t & CHAN_TAIL_DRAIN) && tail_pos(t) == r->pos)
+		return -EPIPE;
+	return -EAGAIN;
+}
+
+/* Impossible bytes at r->pos: a weak reader's were overwritten, maybe. */
+static int bad(struct sluice_chan_reader *r, uint64_t from)
+{
+	if (r->kind == SLUICE_CHAN_WEAK && overrun(r, from))
+		return resume(r);
+	return -EBADMSG;
+}
+
+/* A strong reader read up to @p: writers held back by it may go on. */
+static void publish_cursor(struct sluice_chan_reader *r, uint64_t p)
+{
+	struct sluice_chan *ch = r->ch;
+
+	/* Dekker's waker (the top): the cursor, then the sleepers' count. */
+	atomic_store_explicit(&ch->readers[r->ent].cursor, p, memory_order_seq_cst);
+	if (atomic_load_explicit(&ch->h->wwait, memory_order_seq_cst))
+		wake(&ch->h->wseq);
+}
+
+static int try_read(struct sluice_chan_reader *r, struct iovec *iov, unsigned int n)
+{
+	struct sluice_chan *ch = r->ch;
+	uint64_t p = r->pos, end = r->end, from = r->pos, seal_v, want;
+	bool weak = r->kind == SLUICE_CHAN_WEAK;
+	struct sluice_chan_slice *s;
+	uint32_t left = r->left, bytes, frames, len, kind;
+	unsigned int i = 0;
+
+	/* Acquire: what was terminated is seen whole; nothing else rides on it. */
+	if (atomic_load_explicit(&ch->h->ctl, memory_order_acquire) & CHAN_CTL_TERM)
+		return -ECONNABORTED;
+	while (i < n) {
+		if (!left) {
+			/* The next slice's header. */
+			p = end;
+			s = slice_at(ch, p);
+			/*
+			 * Pairs with the seal's store: the slice is complete.
+			 * A weak reader's bytes may be a later lap's by now:
+			 * its loads are the racy kind, checked after copying.
+			 */
+			if (weak) {
+				seal_v = racy_load64(&s->seal);
+				atomic_thread_fence(memory_order_acquire);
+				bytes = racy_load32(&s->bytes);
+				frames = racy_load32(&s->frames);
+			} else {
+				seal_v = atomic_load_explicit(&s->seal, memory_order_acquire);
+				bytes = atomic_load_explicit(&s->bytes, memory_order_relaxed);
+				frames = atomic_load_explicit(&s->frames, memory_order_relaxed);
+			}
+			want = chan_seal(ch->salt, p, 0);
+			if ((seal_v & ~3ull) != (want & ~3ull))
+				break;
+			kind = (uint32_t)(seal_v & 3);
+			if (kind > CHAN_SLICE_SKIP || bytes % 16 ||
+			    (kind == CHAN_SLICE_PAD ?
+			     ((p + CHAN_SLICE_HDR + bytes) & ch->mask) != 0 :
+			     !slice_fits(ch, p, bytes)) ||
+			    (kind == CHAN_SLICE_DATA) != (frames != 0) ||
+			    (uint64_t)frames * CHAN_FRAME_HDR > bytes) {
+				if (!i)
+					return bad(r, from);
+				break;	/* what we took first is checked below */
+			}
+			end = p + CHAN_SLICE_HDR + bytes;
+			if (kind != CHAN_SLICE_DATA) {
+				p = end;	/* nothing to take: pass it */
+				continue;
+			}
+			p += CHAN_SLICE_HDR;
+			left = frames;
+		}
+		/* A frame: its length, checked against its slice, then its bytes. */
+		/* Loaded once (volatile), then checked and used. */
+		len = weak ? racy_load32(bytes_at(ch, p)) :
+			     *(const volatile uint32_t *)bytes_at(ch, p);
+		if (end - p < CHAN_FRAME_HDR ||
+		    len > end - p - CHAN_FRAME_HDR ||
+		    align_up(len, 8) > end - p - CHAN_FRAME_HDR) {
+			if (!i)
+				return bad(r, from);
+			break;
+		}
+		if (len > iov[i].iov_len) {
+			if (i)
+				break;
+			if (weak && overrun(r, from))
+				return resume(r);
+			r->pos = p;
+			r->end = end;
+			r->left = left;
+			return -ENOBUFS;
+		}
+		if (weak)
+			racy_copy(iov[i].iov_base, bytes_at(ch, p + CHAN_FRAME_HDR), len);
+		else
+			copy_frame(iov[i].iov_base, bytes_at(ch, p + CHAN_FRAME_HDR), len);
+		iov[i].iov_len = len;
+		p += CHAN_FRAME_HDR + align_up(len, 8);
+		if (!--left)
+			p = end;
+		i++;
+	}
+	if (!i) {
+		if (p != r->pos && !weak)
+			publish_cursor(r, p);	/* passed pads or skips */
+		r->pos = p;
+		r->end = end;
+		r->left = left;
+		return nothing(r);
+	}
+	if (weak && overrun(r, from))
+		return resume(r);
+	r->pos = p;
+	r->end = end;
+	r->left = left;
+	if (!weak)
+		publish_cursor(r, p);
+	return (int)i;
+}
+
+/* Readers' readiness for wait_for(): a slice, or a reason not to wait. */
+static int frame_ready(void *arg)
+{
+	struct sluice_chan_reader *r = arg;
+	struct sluice_chan *ch = r->ch;
+	uint64_t seal_v, t;
+	uint32_t ctl;
+
+	if (r->left)
+		return 0;
+	/* seq_cst for a strong reader: Dekker's sleeper re-checks (the top). */
+	if (r->kind == SLUICE_CHAN_WEAK)
+		seal_v = racy_load64(&slice_at(ch, r->end)->seal);
+	else
+		seal_v = atomic_load_explicit(&slice_at(ch, r->end)->seal, memory_order_seq_cst);
+	if (sealed(ch, seal_v, r->end))
+		return 0;
+	/* As in nothing(): tail only when it can matter. */
+	ctl = atomic_load_explicit(&ch->h->ctl, memory_order_seq_cst);
+	if (ctl & (CHAN_CTL_TERM | CHAN_CTL_DRAIN))
+		return 0;
+	if (r->kind == SLUICE_CHAN_STRONG)
+		return -EAGAIN;
+	t = atomic_load_explicit(&ch->h->tail, memory_order_seq_cst);
+	return tail_pos(t) > r->pos + ch->cap ? 0 : -EAGAIN;
+}
+
+static int read_batch(struct sluice_chan_reader *r, struct iovec *iov,
+		      unsigned int n, bool block)
+{
+	uint64_t deadline = 0;
+	int ret;
+
+	unsigned int i;
+
+	if (!r || !iov || !n)
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		if (!iov[i].iov_base && iov[i].iov_len)
+			return -EINVAL;
+	for (;;) {
+		ret = try_read(r, iov, n);
+		if (ret != -EAGAIN)
+			return ret;
+		if (!block) {
+			idle(r->ch, &r->w);
+			return ret;
+		}
+		ret = wait_for(r->ch, &r->w, &r->ch->h->rseq, &r->ch->h->rwait,
+			       frame_ready, r, &deadline);
+		if (ret)
+			return ret;
+	}
+}
+
+int sluice_chan_read_batch(struct sluice_chan_reader *r, struct iovec *iov,
+			   unsigned int n)
+{
+	return read_batch(r, iov, n, true);
+}
+
+int sluice_chan_try_read_batch(struct sluice_chan_reader *r, struct iovec *iov,
+			       unsigned int n)
+{
+	return read_batch(r, iov, n, false);
+}
+
+int sluice_chan_read(struct sluice_chan_reader *r, void *buf, size_t cap)
+{
+	struct iovec v = { buf, cap };
+	int ret;
+
+	if (!buf && cap)
+		return -EINVAL;
+	ret = read_batch(r, &v, 1, true);
+	return ret < 0 ? ret : (int)v.iov_len;
+}
+
+int sluice_chan_try_read(struct sluice_chan_reader *r, void *buf, size_t cap)
+{
+	struct iovec v = { buf, cap };
+	int ret;
+
+	if (!buf && cap)
+		return -EINVAL;
+	ret = read_batch(r, &v, 1, false);
+	return ret < 0 ? ret : (int)v.iov_len;
+}
