@@ -32,6 +32,11 @@ ifeq ($(HAVE_DPDK),1)
   CFLAGS_peer_rte.o   := -DHAVE_DPDK $(shell pkg-config --cflags libdpdk)
   LDLIBS_sluice-bench += -lrte_ring -lrte_eal
 endif
+# Concurrency Kit's ring is all in its header: nothing to link.
+HAVE_CK := $(if $(wildcard /usr/include/ck_ring.h),1)
+ifeq ($(HAVE_CK),1)
+  CFLAGS_peer_ck.o    := -DHAVE_CK -DCK_PKG_VERSION='"$(shell pkg-config --modversion ck 2>/dev/null)"'
+endif
 
 ifeq ($(V),1)
   Q :=

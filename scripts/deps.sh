@@ -6,14 +6,14 @@
 #
 #   scripts/deps.sh            install what is missing (as root)
 #   scripts/deps.sh --check    only say what is missing; exit 1 if anything is
-#   scripts/deps.sh --bench    also the benchmark peers (libdpdk-dev, ...)
+#   scripts/deps.sh --bench    also the benchmark peers (libdpdk-dev, libck-dev)
 set -eu
 
 # Build and test: compiler, libraries, BPF toolchain.
 PKGS="gcc make pkg-config libc6-dev libnuma-dev libbpf-dev libcmocka-dev
       clang llvm bpftool"
 # Peers that sluice-bench measures against; optional.
-BENCH_PKGS="libdpdk-dev"
+BENCH_PKGS="libdpdk-dev libck-dev"
 
 check_only=0
 for arg in "$@"; do

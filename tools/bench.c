@@ -860,3 +860,21 @@ int bench_hugepages_ensure(unsigned long pages, char *why, size_t len)
 	changes_update();
 	return 0;
 }
+
+void bench_progress(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!isatty(STDERR_FILENO))
+		return;
+	fputs("\r\033[K", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+}
+
+void bench_progress_done(void)
+{
+	if (isatty(STDERR_FILENO))
+		fputs("\r\033[K", stderr);
+}

@@ -278,4 +278,11 @@ void bench_hugepages_restore(void);
 /* A line describing what bench_hugepages_ensure() changed, or NULL. */
 const char *bench_hugepages_changes(void);
 
+/* Progress for a person watching a terminal (stderr); silent otherwise. */
+void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void bench_progress_done(void);
+
+/* Suites that live in files of their own. */
+int suite_chan(const struct bench_opts *o, struct bench_table *t);	/* bench_chan.c */
+
 #endif /* SLUICE_BENCH_H */

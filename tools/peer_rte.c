@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: MIT
 /*
- * The rte_ring peer: DPDK's ring as a DPDK application drives it, single
- * producer and single consumer, 64-byte elements, bursts of 1 and 32,
- * spinning with rte_pause() on a full or empty ring.  See peers.h.
+ * The rte_ring peer: DPDK's ring as a DPDK application drives it, 64-byte
+ * elements, spinning with rte_pause() on a full or empty ring: single
+ * producer and single consumer with bursts of 1 and 32 (the spsc suite),
+ * and many producers and consumers with bursts of 32 (the chan suite).
+ * See peers.h.
  *
  * Built with -DHAVE_DPDK and DPDK's cflags when pkg-config finds libdpdk
  * (the Makefile); otherwise every call says the peer is missing.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -134,6 +137,88 @@ int peer_rte_consume(void *mem, uint64_t n, unsigned int burst, uint64_t *bad)
 	return 0;
 }
 
+/* ------------------------------------------------ many writers, many readers */
+
+_Static_assert(sizeof(struct peer_frame) == ESIZE, "a frame is one element");
+_Static_assert(PEER_BURST == BURST, "one burst size");
+
+int peer_rte_mpmc_init(void *mem, unsigned int count)
+{
+	/* Flags 0: RTE_RING_SYNC_MT at both ends, what rte_ring_create() gives. */
+	return rte_ring_init(mem, "sluice-bench-mpmc", count, 0);
+}
+
+int peer_rte_mpmc_produce(void *mem, struct peer_ctl *ctl, unsigned int writer,
+			  struct peer_count *c)
+{
+	struct rte_ring *r = mem;
+	struct peer_frame f[BURST];
+	unsigned int i, done;
+	uint64_t seq = 0;
+
+	memset(f, 0, sizeof(f));
+	while (!peer_tick(ctl, c, seq)) {
+		for (i = 0; i < BURST; i++)
+			peer_frame_set(&f[i], writer, seq + i);
+		/* Finish the burst, unless told to stop while the ring is full. */
+		for (done = 0; done < BURST; ) {
+			i = rte_ring_mp_enqueue_burst_elem(r, &f[done], ESIZE, BURST - done,
+							   NULL);
+			done += i;
+			if (i)
+				continue;
+			if (peer_tick(ctl, c, seq + done))
+				break;
+			rte_pause();
+		}
+		seq += done;
+	}
+	c->total = seq;
+	/* Pairs with the readers' acquire: every enqueue above is complete. */
+	atomic_fetch_add_explicit(&ctl->writers_done, 1, memory_order_release);
+	return 0;
+}
+
+int peer_rte_mpmc_consume(void *mem, struct peer_ctl *ctl, unsigned int writers,
+			  struct peer_count *c)
+{
+	struct rte_ring *r = mem;
+	struct peer_frame f[BURST];
+	uint64_t next[PEER_WRITERS_MAX] = { 0 }, n = 0, bad = 0;
+	unsigned int i, k;
+	bool last = false, stop;
+
+	if (writers > PEER_WRITERS_MAX)
+		return -EINVAL;
+	for (;;) {
+		stop = peer_tick(ctl, c, n);
+		k = rte_ring_mc_dequeue_burst_elem(r, f, ESIZE, BURST, NULL);
+		if (k) {
+			for (i = 0; i < k; i++)
+				bad += !peer_frame_take(&f[i], writers, next, false);
+			n += k;
+			continue;
+		}
+		if (last)
+			break;
+		/*
+		 * Empty.  Once every writer is done (acquire: pairs with the
+		 * writers' release, so their last enqueues are visible), the
+		 * next empty dequeue means empty for good.
+		 */
+		if (atomic_load_explicit(&ctl->writers_done, memory_order_acquire) == writers)
+			last = true;
+		else if (stop)
+			sched_yield();	/* uncounted now: let a writer on this CPU finish */
+		else
+			rte_pause();
+	}
+	peer_tick(ctl, c, n);
+	c->total = n;
+	c->bad = bad;
+	return 0;
+}
+
 #else /* !HAVE_DPDK */
 
 bool peer_rte_available(char *why, size_t len)
@@ -174,6 +259,33 @@ int peer_rte_consume(void *mem, uint64_t n, unsigned int burst, uint64_t *bad)
 	(void)n;
 	(void)burst;
 	*bad = 0;
+	return -ENOSYS;
+}
+
+int peer_rte_mpmc_init(void *mem, unsigned int count)
+{
+	(void)mem;
+	(void)count;
+	return -ENOSYS;
+}
+
+int peer_rte_mpmc_produce(void *mem, struct peer_ctl *ctl, unsigned int writer,
+			  struct peer_count *c)
+{
+	(void)mem;
+	(void)ctl;
+	(void)writer;
+	(void)c;
+	return -ENOSYS;
+}
+
+int peer_rte_mpmc_consume(void *mem, struct peer_ctl *ctl, unsigned int writers,
+			  struct peer_count *c)
+{
+	(void)mem;
+	(void)ctl;
+	(void)writers;
+	(void)c;
 	return -ENOSYS;
 }
 

@@ -69,25 +69,6 @@ static void __attribute__((format(printf, 1, 2))) errmsg(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-/* Progress for a person watching a terminal; silent otherwise. */
-static void __attribute__((format(printf, 1, 2))) progress(const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!isatty(STDERR_FILENO))
-		return;
-	fputs("\r\033[K", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-}
-
-static void progress_done(void)
-{
-	if (isatty(STDERR_FILENO))
-		fputs("\r\033[K", stderr);
-}
-
 /* ================================================================ region */
 
 /*
@@ -361,10 +342,10 @@ static int suite_region(const struct bench_opts *o, struct bench_table *t)
 			if (bench_skipped(t, rc->col) || rc->stopped)
 				continue;
 			if (t->discard)
-				progress("region: warm-up %u/%u, %s pages",
+				bench_progress("region: warm-up %u/%u, %s pages",
 					 rep + 1, o->warmup, rc->label);
 			else
-				progress("region: rep %u/%u, %s pages",
+				bench_progress("region: rep %u/%u, %s pages",
 					 rep - o->warmup + 1, o->reps, rc->label);
 			/* Other processes may have drained the pool since. */
 			err = rc->pages == SLUICE_PAGES_REQUIRE_HUGE ?
@@ -375,7 +356,7 @@ static int suite_region(const struct bench_opts *o, struct bench_table *t)
 				continue;
 			/* Huge pages can run out under us; 4K pages failing is a failure. */
 			if (rc->pages != SLUICE_PAGES_REQUIRE_HUGE) {
-				progress_done();
+				bench_progress_done();
 				errmsg("region: %s", why);
 				return err;
 			}
@@ -389,7 +370,7 @@ static int suite_region(const struct bench_opts *o, struct bench_table *t)
 		}
 	}
 	t->discard = false;
-	progress_done();
+	bench_progress_done();
 	for (i = 0; i < ncols; i++)
 		if (cols[i].got[0])
 			bench_note(t, "%s: %s", cols[i].label, cols[i].got);
@@ -1305,11 +1286,11 @@ static int suite_spsc(const struct bench_opts *o, struct bench_table *t)
 			if (failed[i] || bench_skipped(tb, m->col) || (cal && m->table != ST_TPUT))
 				continue;
 			if (cal)
-				progress("spsc: calibrating %s", m->label);
+				bench_progress("spsc: calibrating %s", m->label);
 			else if (rep < o->warmup)
-				progress("spsc: warm-up %u/%u, %s", rep + 1, o->warmup, m->label);
+				bench_progress("spsc: warm-up %u/%u, %s", rep + 1, o->warmup, m->label);
 			else
-				progress("spsc: rep %u/%u, %s", rep - o->warmup + 1, o->reps, m->label);
+				bench_progress("spsc: rep %u/%u, %s", rep - o->warmup + 1, o->reps, m->label);
 			e = spsc_measure(m, sh, rte, o->pair, packets[i], samples, &res);
 			if (e) {
 				if (bench_stop)
@@ -1343,7 +1324,7 @@ static int suite_spsc(const struct bench_opts *o, struct bench_table *t)
 		}
 	}
 	spsc_discard(t, false);
-	progress_done();
+	bench_progress_done();
 	bench_shared_free(sh, shlen);
 
 	/* Throughput. */
@@ -1411,6 +1392,8 @@ static const struct suite suites[] = {
 	  suite_region },
 	{ "spsc", "SPSC rings against rte_ring, pipes, sockets, futexes: throughput, round trips",
 	  suite_spsc },
+	{ "chan", "channels, 1-4 writers by 1-4 readers, against rte_ring MP/MC and ck_ring; "
+	  "weak readers' cost", suite_chan },
 };
 
 static const struct suite *suite_find(const char *name)
@@ -1439,14 +1422,16 @@ static void usage(FILE *f)
 		"  -r, --reps N       repetitions per measurement (default %d, %d with --quick)\n"
 		"  -w, --warmup N     repetitions run first and not counted (default %d)\n"
 		"  -q, --quick        shorter runs, rougher numbers (spsc: 50 ms per throughput\n"
-		"                     rep, %d round trips per latency rep; region: 256M)\n"
+		"                     rep, %d round trips per latency rep; region: 256M;\n"
+		"                     chan: 60 ms a rep instead of 200)\n"
 		"  -s, --size SIZE    bytes a suite works over, with K, M or G\n"
 		"                     (region: default 1G)\n"
 		"  -n, --accesses N   accesses per timed loop (region: default %llu)\n"
 		"  -m, --samples N    round trips timed per latency rep (spsc: default %d)\n"
 		"  -c, --cpu N        CPU to pin to (default: the last one allowed)\n"
 		"  -p, --cpus A,B     the two CPUs of two-process suites (spsc: producer or\n"
-		"                     pinging side on A; default: the first two allowed)\n"
+		"                     pinging side on A; chan: writers and readers alternate\n"
+		"                     between them; default: the first two allowed)\n"
 		"  -j, --json         print one JSON document instead of tables\n"
 		"  -l, --list         list the suites and exit\n"
 		"  -h, --help         show this help and exit\n"
@@ -1455,7 +1440,9 @@ static void usage(FILE *f)
 		"grows /proc/sys/vm/nr_hugepages for the run, shrinking it back at exit;\n"
 		"without them the 2M column is skipped with the reason.\n\n"
 		"Peers: spsc compares against DPDK's rte_ring when built with libdpdk-dev\n"
-		"(make bench installs it); without it that column is skipped.\n\n"
+		"(make bench installs it); chan against rte_ring in MP/MC mode and\n"
+		"Concurrency Kit's ck_ring when built with libck-dev.  A peer that is not\n"
+		"built in has its column skipped, saying why.\n\n"
 		"Exit status: 0 all suites ran, 1 a suite failed, 2 usage error,\n"
 		"130 interrupted.\n",
 		DEFAULT_REPS, QUICK_REPS, DEFAULT_WARMUP, LAT_QUICK_SAMPLES,
