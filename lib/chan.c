@@ -893,11 +893,12 @@ int sluice_chan_info(struct sluice_chan *ch, struct sluice_chan_info *info)
 			info->writers_busy++;
 	info->strong_writers = atomic_load_explicit(&h->strong_writers, memory_order_acquire);
 	ctl = atomic_load_explicit(&h->ctl, memory_order_acquire);
+	/* committed before tail: both only grow, so honest ones compare right. */
+	info->committed = atomic_load_explicit(&h->committed, memory_order_acquire);
 	tail = atomic_load_explicit(&h->tail, memory_order_acquire);
 	info->draining = !!(ctl & CHAN_CTL_DRAIN) || !!(tail & CHAN_TAIL_DRAIN);
 	info->terminated = !!(ctl & CHAN_CTL_TERM) || !!(tail & CHAN_TAIL_TERM);
 	info->tail = tail_pos(tail);
-	info->committed = atomic_load_explicit(&h->committed, memory_order_acquire);
 	info->abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
 	info->swept = atomic_load_explicit(&h->swept, memory_order_relaxed);
 	if (info->committed > info->tail || info->strong_writers > ch->writers_max)
