@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <sluice/cancel.h>
 #include <sluice/spsc.h>
@@ -1127,6 +1128,56 @@ static void test_attaching_a_side_held_by_another_live_process_is_ebusy(void **s
 	a.role = SLUICE_SPSC_CONSUMER;
 	assert_int_equal(h_fork(child_attach, &a, CHILD_TIMEOUT), 0);
 	shut(p);
+}
+
+/* A thread that outlives its process's main thread, then ends the process. */
+static void *outlive_main(void *arg)
+{
+	(void)arg;
+	usleep(300 * 1000);
+	_exit(0);
+}
+
+/*
+ * A process whose main thread has exited lives on in its other threads:
+ * /proc shows its leader as a zombie, yet its side is still held.
+ */
+static void test_a_side_held_by_a_process_whose_main_thread_ended_is_ebusy(void **state)
+{
+	struct fx *f = *state;
+	struct sluice_spsc *p, *c;
+	pthread_t t;
+	int pipefd[2], status;
+	char ok;
+	pid_t pid;
+
+#if defined(H_TSAN)
+	h_skip("forks a process that runs a thread: not under ThreadSanitizer");
+#endif
+	c = make(f, "q", 8, 64, SLUICE_SPSC_CONSUMER, NULL);
+	assert_int_equal(pipe(pipefd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		if (sluice_spsc_attach(f->r, "q", SLUICE_SPSC_PRODUCER, NULL, &p) ||
+		    pthread_create(&t, NULL, outlive_main, NULL))
+			_exit(1);
+		ok = 'y';
+		if (write(pipefd[1], &ok, 1) != 1)
+			_exit(1);
+		pthread_exit(NULL);	/* the main thread goes; the process stays */
+	}
+	close(pipefd[1]);
+	assert_int_equal(read(pipefd[0], &ok, 1), 1);
+	close(pipefd[0]);
+	usleep(50 * 1000);	/* the main thread is gone by now */
+	assert_int_equal(sluice_spsc_attach(f->r, "q", SLUICE_SPSC_PRODUCER, NULL, &p), -EBUSY);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* Now it is gone for good: the side is free. */
+	p = join(f, "q", SLUICE_SPSC_PRODUCER, NULL);
+	shut(p);
+	shut(c);
 }
 
 static void test_attaching_a_closed_side_is_epipe(void **state)
@@ -2998,6 +3049,7 @@ int main(void)
 		T(test_a_producer_call_on_a_consumer_holding_a_peek_is_einval),
 		T(test_attaching_a_side_held_by_this_live_process_is_ebusy),
 		T(test_attaching_a_side_held_by_another_live_process_is_ebusy),
+		T(test_a_side_held_by_a_process_whose_main_thread_ended_is_ebusy),
 		T(test_attaching_a_closed_side_is_epipe),
 		T(test_attaching_a_missing_ring_is_enoent),
 		T(test_attach_rejects_bad_arguments),
