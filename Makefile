@@ -14,9 +14,11 @@
 #   O=DIR           build in DIR (default: build)
 #   WERROR=1        warnings are errors (CI)
 #   SAN=address,undefined   build with sanitizers (make check does this in O/asan)
+#   VMLINUX_BTF=FILE        kernel BTF the eBPF programs are built against
+#                           (default: the running kernel's)
 
 VERSION_MAJOR := 0
-VERSION_MINOR := 3
+VERSION_MINOR := 4
 VERSION_PATCH := 0
 VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 
@@ -75,7 +77,7 @@ ALL_CFLAGS  := -std=gnu11 -D_GNU_SOURCE -DSLUICE_VERSION='"$(VERSION)"' -pthread
 	       $(WARN) $(CFLAGS) $(SANFLAGS) \
 	       -I$(srctree)/include -I$(srctree)/lib -MMD -MP
 ALL_LDFLAGS := -pthread $(LDFLAGS) $(SANFLAGS)
-LIBS        := -lnuma
+LIBS        := -lnuma -lbpf
 TEST_LIBS   := -lcmocka -ldl
 
 SONAME  := libsluice.so.$(VERSION_MAJOR)
@@ -121,6 +123,59 @@ $(lib-so): $(lib-objs) $(srctree)/lib/libsluice.map
 $(lib-links): $(lib-so)
 	$(Q)ln -sf $(notdir $<) $@
 
+# ---------------------------------------------------------------- eBPF
+#
+# Each bpf-y NAME is bpf/NAME.bpf.c, compiled once (CO-RE) against a
+# vmlinux.h dumped from the kernel's BTF, and turned into a skeleton
+# header, $(obj)/bpf/NAME.skel.h, that embeds the object: lib/NAME.c
+# includes it, and nothing is loaded from disk at run time.  The eBPF
+# object never sees CFLAGS or sanitizer flags; the skeleton is plain C
+# built like the rest of lib/.
+
+BPF_CLANG   ?= clang
+BPFTOOL     ?= bpftool
+BPF_CFLAGS  ?= -g -O2
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
+# The kernel's name for the target architecture, for bpf_tracing.h.
+bpf-arch-x86_64  := x86
+bpf-arch-i386    := x86
+bpf-arch-i686    := x86
+bpf-arch-aarch64 := arm64
+bpf-arch-arm     := arm
+bpf-arch-powerpc64le := powerpc
+bpf-arch-riscv64 := riscv
+bpf-arch-s390x   := s390
+bpf-arch-loongarch64 := loongarch
+cc-arch     := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine 2>/dev/null || uname -m)))
+BPF_ARCH    ?= $(or $(bpf-arch-$(cc-arch)),$(cc-arch))
+BPF_WARN    := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+ifeq ($(WERROR),1)
+  BPF_WARN  += -Werror
+endif
+
+$(obj)/bpf/vmlinux.h: $(VMLINUX_BTF)
+	$(quiet) GEN $(patsubst $(obj)/%,%,$@)
+	@mkdir -p $(@D)
+	$(Q)$(BPFTOOL) btf dump file $< format c > $@.tmp && mv $@.tmp $@
+
+# clang's object still holds DWARF; "gen object" keeps only what libbpf
+# needs (BTF and relocations), which keeps the skeleton small.
+$(obj)/bpf/%.bpf.o: $(srctree)/bpf/%.bpf.c $(obj)/bpf/vmlinux.h
+	$(quiet) BPF $(patsubst $(obj)/%,%,$@)
+	$(Q)$(BPF_CLANG) $(BPF_CFLAGS) -target bpf -D__TARGET_ARCH_$(BPF_ARCH) \
+		$(BPF_WARN) -I$(obj)/bpf -I$(srctree)/lib \
+		-MMD -MP -MF $(@:.o=.d) -MT $@ -c $< -o $(@:.o=.tmp.o)
+	$(Q)$(BPFTOOL) gen object $@ $(@:.o=.tmp.o) && rm -f $(@:.o=.tmp.o)
+
+$(obj)/bpf/%.skel.h: $(obj)/bpf/%.bpf.o
+	$(quiet) GEN $(patsubst $(obj)/%,%,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*)_bpf > $@.tmp && mv $@.tmp $@
+
+# lib/NAME.c includes bpf/NAME.skel.h: the skeleton must exist before the
+# first compile; after that -MMD records it as a dependency like any header.
+$(foreach b,$(bpf-y),$(eval $(obj)/lib/$(b).o: | $(obj)/bpf/$(b).skel.h))
+$(foreach b,$(bpf-y),$(eval CFLAGS_$(b).o += -I$(obj)/bpf))
+
 # Written at install time: it records where things were installed.
 define write-pc
 	printf '%s\n' 'prefix=$(PREFIX)' \
@@ -128,7 +183,7 @@ define write-pc
 		'includedir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))' \
 		'' 'Name: sluice' \
 		'Description: kernel-bypass inter-process communication over shared memory' \
-		'Version: $(VERSION)' 'Requires.private: numa' \
+		'Version: $(VERSION)' 'Requires.private: numa libbpf' \
 		'Libs: -L$${libdir} -lsluice' 'Libs.private: -lnuma -pthread' \
 		'Cflags: -I$${includedir}' > $(1)
 endef
@@ -198,4 +253,4 @@ clean:
 	$(quiet) CLEAN $(O)
 	$(Q)rm -rf $(obj)
 
--include $(wildcard $(obj)/lib/*.d $(obj)/tools/*.d $(obj)/tests/*.d)
+-include $(wildcard $(obj)/lib/*.d $(obj)/tools/*.d $(obj)/tests/*.d $(obj)/bpf/*.d)
