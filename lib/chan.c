@@ -66,6 +66,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 #include <sys/random.h>
@@ -117,6 +118,18 @@ struct sluice_chan {
 	uint32_t spin_ns;
 	pid_t pid;
 	uint64_t start;			/* our start time */
+	/* Liveness: peers watched for the endpoints that wait (see watch_peers()). */
+	struct sluice_liveness *live;
+	pthread_mutex_t watch_lock;
+	struct chan_watch *watches;
+	uint32_t nwatch;
+	_Atomic uint32_t dead_seen;	/* a watched peer died: sweep now */
+};
+
+struct chan_watch {
+	int32_t pid;
+	uint64_t start;
+	uint64_t id;
 };
 
 /* How an endpoint waits. */
@@ -443,6 +456,62 @@ static void idle(struct sluice_chan *ch, struct waiting *w)
 		sweep(ch);
 }
 
+/*
+ * The monitor saw a watched peer die (from its thread): the sleepers of
+ * this handle sweep at once instead of at their next SWEEP_NS.
+ */
+static void peer_died(pid_t pid, uint64_t start, void *arg)
+{
+	struct sluice_chan *ch = arg;
+
+	(void)pid;
+	(void)start;
+	/* Before the bump: a sleeper woken by it sees the flag. */
+	atomic_store_explicit(&ch->dead_seen, 1, memory_order_seq_cst);
+	wake_all(ch);
+}
+
+/* Is the process at @i of the table ours to watch, and not yet watched? */
+static void watch_one(struct sluice_chan *ch, uint64_t owner, uint64_t start)
+{
+	int32_t pid = CHAN_OWNER_PID(owner);
+	struct chan_watch *w;
+	uint32_t i;
+
+	if (!owner || pid <= 0 || pid == ch->pid)
+		return;
+	for (i = 0; i < ch->nwatch; i++)
+		if (ch->watches[i].pid == pid && (!start || ch->watches[i].start == start))
+			return;
+	if (ch->nwatch == ch->readers_max + ch->writers_max)
+		return;		/* full: the sweep every SWEEP_NS still runs */
+	w = &ch->watches[ch->nwatch];
+	if (sluice_liveness_watch_fn(ch->live, pid, start, peer_died, ch, &w->id))
+		return;
+	w->pid = pid;
+	w->start = start;
+	ch->nwatch++;
+}
+
+/*
+ * Before sleeping, watch every process in the tables: one of them (a
+ * writer mid-slice, a strong reader behind) may be what we wait for.
+ * Each is watched once per handle, for as long as the handle lives.
+ */
+static void watch_peers(struct sluice_chan *ch)
+{
+	uint32_t i;
+
+	pthread_mutex_lock(&ch->watch_lock);
+	for (i = 0; i < ch->writers_max; i++)
+		watch_one(ch, atomic_load_explicit(&ch->writers[i].owner, memory_order_acquire),
+			  atomic_load_explicit(&ch->writers[i].start, memory_order_relaxed));
+	for (i = 0; i < ch->readers_max; i++)
+		watch_one(ch, atomic_load_explicit(&ch->readers[i].owner, memory_order_acquire),
+			  atomic_load_explicit(&ch->readers[i].start, memory_order_relaxed));
+	pthread_mutex_unlock(&ch->watch_lock);
+}
+
 /* A deadline @timeout_ns after @now, saturated. */
 static uint64_t deadline_of(const struct waiting *w, uint64_t now)
 {
@@ -533,11 +602,17 @@ static int wait_for(struct sluice_chan *ch, struct waiting *w,
 			err = -ETIMEDOUT;
 			break;
 		}
-		if (now >= next_sweep) {
+		/* A death the monitor saw, or a while without news: sweep. */
+		if ((ch->live && atomic_exchange_explicit(&ch->dead_seen, 0,
+							  memory_order_seq_cst)) ||
+		    now >= next_sweep) {
 			sweep(ch);
 			next_sweep = now + SWEEP_NS;
 			continue;
 		}
+		/* Peers that joined since we last looked, too. */
+		if (ch->live)
+			watch_peers(ch);
 		sluice__futex_wait(seq, val, next_sweep < *deadline ? next_sweep : *deadline);
 	}
 	atomic_fetch_sub_explicit(nwait, 1, memory_order_relaxed);
@@ -719,7 +794,8 @@ static bool opts_ok(const struct sluice_chan_opts *opts, bool create)
 	if (create)
 		return true;
 	return !SLUICE_OPT(opts, sluice_chan_opts, readers_max, 0) &&
-	       !SLUICE_OPT(opts, sluice_chan_opts, writers_max, 0);
+	       !SLUICE_OPT(opts, sluice_chan_opts, writers_max, 0) &&
+	       !SLUICE_OPT(opts, sluice_chan_opts, liveness, NULL);
 }
 
 static int handle_init(struct sluice_region *r, struct sluice_chan_hdr *h,
@@ -747,6 +823,16 @@ static int handle_init(struct sluice_region *r, struct sluice_chan_hdr *h,
 	ch->timeout_ns = SLUICE_OPT(opts, sluice_chan_opts, timeout_ns, 0);
 	ch->cancel = SLUICE_OPT(opts, sluice_chan_opts, cancel, NULL);
 	ch->spin_ns = SLUICE_OPT(opts, sluice_chan_opts, spin_ns, 0);
+	ch->live = SLUICE_OPT(opts, sluice_chan_opts, liveness, NULL);
+	if (ch->live) {
+		ch->watches = calloc((size_t)ch->readers_max + ch->writers_max,
+				     sizeof(*ch->watches));
+		if (!ch->watches) {
+			free(ch);
+			return -ENOMEM;
+		}
+		pthread_mutex_init(&ch->watch_lock, NULL);
+	}
 	ch->pid = getpid();
 	(void)sluice__proc_start_time(ch->pid, &ch->start);
 	*out = ch;
@@ -839,10 +925,19 @@ int sluice_chan_attach(struct sluice_region *r, const char *name,
 
 int sluice_chan_close(struct sluice_chan *ch)
 {
+	uint32_t i;
+
 	if (!ch)
 		return 0;
 	if (atomic_load_explicit(&ch->ends, memory_order_acquire))
 		return -EBUSY;
+	if (ch->live) {
+		/* Once each returns, peer_died() is not running on ch. */
+		for (i = 0; i < ch->nwatch; i++)
+			sluice_liveness_unwatch(ch->live, ch->watches[i].id);
+		pthread_mutex_destroy(&ch->watch_lock);
+		free(ch->watches);
+	}
 	free(ch);
 	return 0;
 }

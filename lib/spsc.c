@@ -64,6 +64,7 @@
 #define SPIN_MIN_NS		1000u
 #define SLIP_MAX		64u	/* pauses: about 1.5 us on a 25 ns pause */
 #define ARM_KEEP_NS		100000u	/* a sleep longer than this disarms */
+#define WATCH_RETRY_NS		(50 * 1000000ull)	/* no peer to watch: look again */
 
 static inline void cpu_relax(void)
 {
@@ -220,6 +221,57 @@ static void sides_make_sticky(struct sluice_spsc_ring *ring)
 	atomic_fetch_or_explicit(&ring->cons.ctl, bits, memory_order_seq_cst);
 }
 
+static void wake_side(struct sluice_spsc_side *s);
+
+/*
+ * The monitor saw the peer die (from its thread).  Mark its side DEAD, so
+ * our calls say -EPIPE (a consumer's after the last published packet), and
+ * wake us.  Under the region lock, as side_claim() is: the side may have
+ * been taken over by a new process since, and that one is alive.
+ */
+static void peer_died(pid_t pid, uint64_t start, void *arg)
+{
+	struct sluice_spsc *q = arg;
+	bool locked = !sluice__region_lock(q->region);
+
+	if (atomic_load_explicit(&q->peer->pid, memory_order_relaxed) == pid &&
+	    atomic_load_explicit(&q->peer->start, memory_order_relaxed) == start)
+		/* Pairs with the acquire load of ctl in refill(). */
+		atomic_fetch_or_explicit(&q->peer->ctl, SLUICE_SPSC_DEAD, memory_order_seq_cst);
+	if (locked)
+		sluice__region_unlock(q->region);
+	wake_side(q->self);
+}
+
+/*
+ * Watch whoever holds the peer's side now, if anyone: at attach, and before
+ * each sleep, as the peer may attach, or be replaced, later.  Returns
+ * whether a watch is on.
+ */
+static bool watch_peer(struct sluice_spsc *q)
+{
+	uint32_t ctl = atomic_load_explicit(&q->peer->ctl, memory_order_acquire);
+	int32_t pid;
+	uint64_t start;
+
+	if (!(ctl & SLUICE_SPSC_ATTACHED) || (ctl & (SLUICE_SPSC_CLOSED | SLUICE_SPSC_DEAD)))
+		return q->watch_pid != 0;
+	/* Stored before ATTACHED (release, in side_claim()): seen with it. */
+	pid = atomic_load_explicit(&q->peer->pid, memory_order_relaxed);
+	start = atomic_load_explicit(&q->peer->start, memory_order_relaxed);
+	if (pid == q->watch_pid && start == q->watch_start)
+		return true;
+	if (q->watch_pid)
+		sluice_liveness_unwatch(q->live, q->watch_id);
+	q->watch_pid = 0;
+	if (pid <= 0 || sluice_liveness_watch_fn(q->live, pid, start, peer_died, q,
+						 &q->watch_id))
+		return false;
+	q->watch_pid = pid;
+	q->watch_start = start;
+	return true;
+}
+
 static int handle_init(struct sluice_region *r, struct sluice_spsc_ring *ring,
 		       const struct sluice_spsc_ring *cfg,
 		       enum sluice_spsc_role role,
@@ -250,6 +302,7 @@ static int handle_init(struct sluice_region *r, struct sluice_spsc_ring *ring,
 	if (!q->timeout_ns)
 		q->timeout_ns = DEFAULT_TIMEOUT_NS;
 	q->cancel = SLUICE_OPT(opts, sluice_spsc_opts, cancel, NULL);
+	q->live = SLUICE_OPT(opts, sluice_spsc_opts, liveness, NULL);
 	spin = SLUICE_OPT(opts, sluice_spsc_opts, spin_ns, 0);
 	q->spin_fixed = spin != 0;
 	q->spin_max_ns = spin ? spin : SPIN_MAX_NS;
@@ -288,6 +341,8 @@ static int handle_init(struct sluice_region *r, struct sluice_spsc_ring *ring,
 	} else {
 		q->pos = head;
 	}
+	if (q->live)
+		watch_peer(q);
 	*out = q;
 	return 0;
 
@@ -400,6 +455,9 @@ void sluice_spsc_close(struct sluice_spsc *q)
 {
 	if (!q)
 		return;
+	/* First: once unwatch returns, peer_died() is not running on q. */
+	if (q->watch_pid)
+		sluice_liveness_unwatch(q->live, q->watch_id);
 	if (q->ev)
 		ev_stop(q);
 	/*
@@ -611,7 +669,7 @@ static int spin_wait(struct sluice_spsc *q, struct wait_clock *c,
 
 static int sleep_wait(struct sluice_spsc *q, uint64_t deadline)
 {
-	uint64_t start = sluice__now_ns(CLOCK_MONOTONIC);
+	uint64_t start = sluice__now_ns(CLOCK_MONOTONIC), wake_at, now;
 	struct sluice__waiter w;
 	uint32_t seq;
 	int err;
@@ -633,12 +691,23 @@ static int sleep_wait(struct sluice_spsc *q, uint64_t deadline)
 		if (err)
 			break;
 		/*
+		 * With a monitor, watch the peer before sleeping; while
+		 * there is none to watch yet (not attached), wake now and
+		 * then to look again, as one that attaches and dies would
+		 * otherwise go unseen until the deadline.
+		 */
+		wake_at = deadline;
+		if (q->live && !watch_peer(q)) {
+			now = sluice__now_ns(CLOCK_MONOTONIC);
+			if (now + WATCH_RETRY_NS < wake_at)
+				wake_at = now + WATCH_RETRY_NS;
+		}
+		/*
 		 * Check the clock ourselves too: a peer that keeps bumping
 		 * seq would otherwise keep us past the deadline for ever.
 		 */
-		err = sluice__futex_wait(&q->self->seq, seq,
-					 deadline == UINT64_MAX ? 0 : deadline);
-		if (err == -ETIMEDOUT || sluice__now_ns(CLOCK_MONOTONIC) >= deadline) {
+		sluice__futex_wait(&q->self->seq, seq, wake_at == UINT64_MAX ? 0 : wake_at);
+		if (sluice__now_ns(CLOCK_MONOTONIC) >= deadline) {
 			err = -ETIMEDOUT;
 			break;
 		}

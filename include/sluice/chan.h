@@ -37,7 +37,8 @@
  * counted in sluice_chan_info().abandoned.  A strong reader that dies is
  * swept from the table, so it does not hold writers back for ever.  The
  * dead are looked for every 20 ms by endpoints that wait (blocked, or
- * calling try_ calls that fail with -EAGAIN).
+ * calling try_ calls that fail with -EAGAIN), and at once when a liveness
+ * monitor (opts.liveness) sees one of the peers they wait on die.
  *
  * Errors common to the data calls:
  *   -EAGAIN        try_ call: no room (writer), no frame (reader)
@@ -59,6 +60,7 @@
 #include <sys/uio.h>
 
 #include <sluice/cancel.h>
+#include <sluice/liveness.h>
 #include <sluice/opts.h>
 #include <sluice/region.h>
 
@@ -102,6 +104,11 @@ struct sluice_chan_opts {
 	uint32_t readers_max;		/* create only: reader table; 0: 64 */
 	uint32_t writers_max;		/* create only: writer table; 0: 64 */
 	uint32_t flags;			/* none yet; must be 0 */
+	struct sluice_liveness *liveness; /* create, attach: watch the peers
+					 * the handle's endpoints wait on with
+					 * this monitor (liveness.h), so their
+					 * deaths are seen at once; NULL: by
+					 * the 20 ms sweep.  Endpoints: 0. */
 };
 
 /**

@@ -36,6 +36,7 @@
 #include <sys/uio.h>
 
 #include <sluice/cancel.h>
+#include <sluice/liveness.h>
 #include <sluice/opts.h>
 #include <sluice/region.h>
 #include <sluice/spsc_core.h>
@@ -62,6 +63,9 @@ struct sluice_spsc_opts {
 					 * between 1 and 50 us; UINT32_MAX: never
 					 * sleep (spin until the deadline) */
 	uint32_t flags;			/* none yet; must be 0 */
+	struct sluice_liveness *liveness; /* watch the peer with this monitor:
+					 * its death ends waits at once
+					 * (liveness.h); NULL: by timeout */
 };
 
 /**

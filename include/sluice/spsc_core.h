@@ -121,6 +121,11 @@ struct sluice_spsc {
 	uint32_t slip;			/* pauses before polling a busy frontier */
 	struct sluice_region *region;
 	void *ev;			/* eventfd bridge, if any */
+	/* Liveness: the peer we watch, if a monitor was given. */
+	struct sluice_liveness *live;
+	uint64_t watch_id;
+	int32_t watch_pid;		/* 0: not watching */
+	uint64_t watch_start;
 };
 
 #endif /* SLUICE_SPSC_CORE_H */
