@@ -284,5 +284,6 @@ void bench_progress_done(void);
 
 /* Suites that live in files of their own. */
 int suite_chan(const struct bench_opts *o, struct bench_table *t);	/* bench_chan.c */
+int suite_live(const struct bench_opts *o, struct bench_table *t);	/* bench_live.c */
 
 #endif /* SLUICE_BENCH_H */

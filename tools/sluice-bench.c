@@ -1394,6 +1394,8 @@ static const struct suite suites[] = {
 	  suite_spsc },
 	{ "chan", "channels, 1-4 writers by 1-4 readers, against rte_ring MP/MC and ck_ring; "
 	  "weak readers' cost", suite_chan },
+	{ "live", "a peer's death to the survivor's return: liveness monitors (BPF, pidfd) "
+	  "against a deadline", suite_live },
 };
 
 static const struct suite *suite_find(const char *name)
@@ -1423,15 +1425,18 @@ static void usage(FILE *f)
 		"  -w, --warmup N     repetitions run first and not counted (default %d)\n"
 		"  -q, --quick        shorter runs, rougher numbers (spsc: 50 ms per throughput\n"
 		"                     rep, %d round trips per latency rep; region: 256M;\n"
-		"                     chan: 60 ms a rep instead of 200)\n"
+		"                     chan: 60 ms a rep instead of 200; live: 50 deaths per\n"
+		"                     monitor instead of 200, 5 for the deadline instead of 20)\n"
 		"  -s, --size SIZE    bytes a suite works over, with K, M or G\n"
 		"                     (region: default 1G)\n"
 		"  -n, --accesses N   accesses per timed loop (region: default %llu)\n"
-		"  -m, --samples N    round trips timed per latency rep (spsc: default %d)\n"
+		"  -m, --samples N    round trips timed per latency rep (spsc: default %d);\n"
+		"                     live: deaths per monitor (default 200, at most 10000)\n"
 		"  -c, --cpu N        CPU to pin to (default: the last one allowed)\n"
 		"  -p, --cpus A,B     the two CPUs of two-process suites (spsc: producer or\n"
 		"                     pinging side on A; chan: writers and readers alternate\n"
-		"                     between them; default: the first two allowed)\n"
+		"                     between them; live: the peers killed on A, the\n"
+		"                     survivors on B; default: the first two allowed)\n"
 		"  -j, --json         print one JSON document instead of tables\n"
 		"  -l, --list         list the suites and exit\n"
 		"  -h, --help         show this help and exit\n"
@@ -1443,6 +1448,9 @@ static void usage(FILE *f)
 		"(make bench installs it); chan against rte_ring in MP/MC mode and\n"
 		"Concurrency Kit's ck_ring when built with libck-dev.  A peer that is not\n"
 		"built in has its column skipped, saying why.\n\n"
+		"Liveness: live kills processes it forked, a few hundred times, and loads\n"
+		"a BPF program where it may (root); without it the bpf column is skipped,\n"
+		"saying why.\n\n"
 		"Exit status: 0 all suites ran, 1 a suite failed, 2 usage error,\n"
 		"130 interrupted.\n",
 		DEFAULT_REPS, QUICK_REPS, DEFAULT_WARMUP, LAT_QUICK_SAMPLES,
