@@ -16,6 +16,9 @@
  *    must be, and that the stream ends (-EPIPE) right after the last one.
  * 3. The stage then echoes 64-byte messages back over two more rings, and
  *    the parent times the round trips.
+ * 4. A producer dies (kill -9) while the parent waits on its ring: with a
+ *    liveness monitor, the parent reads what it sent and learns of its
+ *    death at once, not at its 5 s deadline.  Timed, a few rounds.
  *
  * A child knows only the region's name: it opens the region by name and
  * finds its rings by their names.  Exit status 0 if every check passed,
@@ -31,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -46,6 +50,8 @@
 #define ROUNDS		100000
 #define WARMUP		1000		/* not counted: caches and waits settle */
 #define STAGE_KEY	0x5a5a5a5a5a5a5a5aull
+#define DEATHS		5		/* rounds of the liveness step */
+#define LAST_WORDS	3		/* frames a doomed producer sends */
 
 /* Ring names, the only thing besides the region's name a child is told. */
 #define RING_A		"frames.raw"
@@ -598,6 +604,116 @@ static int pingpong(struct demo *d)
 	return 0;
 }
 
+/* ------------------------------------------------------------- a death */
+
+/*
+ * A producer that sends its last words, says when it dies (in @when,
+ * shared with the parent), and is killed.  Forked, it uses the parent's
+ * region handle: a region handle follows its process across fork.
+ */
+static void doomed(struct demo *d, const char *ring, volatile uint64_t *when)
+{
+	struct sluice_spsc *p;
+	struct frame f;
+	int i, err;
+
+	role = "doomed producer";
+	err = sluice_spsc_attach(d->r, ring, SLUICE_SPSC_PRODUCER, NULL, &p);
+	if (err) {
+		fail("attach %s: %s", ring, strerror(-err));
+		_exit(1);
+	}
+	for (i = 0; i < LAST_WORDS; i++) {
+		frame_make(&f, (uint64_t)i, 0);
+		if (sluice_spsc_send(p, &f, sizeof(f)))
+			_exit(1);
+	}
+	usleep(20000);		/* so the parent is asleep in recv by now */
+	*when = now_ns();
+	kill(getpid(), SIGKILL);
+	_exit(1);
+}
+
+/* One round: a ring, a doomed producer, and how long its death took to see. */
+static int death_round(struct demo *d, struct sluice_liveness *m, int round,
+		       volatile uint64_t *when, uint64_t *took)
+{
+	SLUICE_OPTS(sluice_spsc_opts, opts, .liveness = m);
+	struct sluice_spsc *in;
+	char ring[32];
+	struct frame f;
+	const char *why;
+	int err, n, status, got = 0;
+	pid_t pid;
+
+	snprintf(ring, sizeof(ring), "last.words.%d", round);
+	err = sluice_spsc_create(d->r, ring, 64, sizeof(f), SLUICE_SPSC_CONSUMER,
+				 &opts, &in);
+	if (err)
+		return fail("create ring %s: %s", ring, strerror(-err));
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		sluice_spsc_close(in);
+		return fail("fork: %s", strerror(errno));
+	}
+	if (!pid)
+		doomed(d, ring, when);
+	/* Its last words first, then end of stream (-EPIPE) when it dies. */
+	while ((n = sluice_spsc_recv(in, &f, sizeof(f))) >= 0) {
+		why = frame_fault(&f, (size_t)n, (uint64_t)got);
+		if (why) {
+			n = -EBADMSG;
+			break;
+		}
+		got++;
+	}
+	*took = now_ns() - *when;
+	sluice_spsc_close(in);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+		return fail("the doomed producer did not get to die");
+	if (n != -EPIPE || got != LAST_WORDS)
+		return fail("%s: %d of %d frames, then %s (want -EPIPE)", ring, got,
+			    LAST_WORDS, strerror(-n));
+	return 0;
+}
+
+/* Kill producers while the parent waits on them, and time the news. */
+static int deaths(struct demo *d)
+{
+	uint64_t took[DEATHS], *when;
+	struct sluice_liveness *m;
+	int i, err, ret = 0;
+
+	err = sluice_liveness_create(NULL, &m);
+	if (err)
+		return fail("liveness monitor: %s", strerror(-err));
+	when = mmap(NULL, sizeof(*when), PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (when == MAP_FAILED) {
+		sluice_liveness_destroy(m);
+		return fail("mmap: %s", strerror(errno));
+	}
+	for (i = 0; i < DEATHS && !ret; i++)
+		ret = death_round(d, m, i, when, &took[i]);
+	if (!ret) {
+		qsort(took, DEATHS, sizeof(took[0]), cmp_u64);
+		printf("  liveness   a producer killed while the sink waits: its %d frames "
+		       "read, then -EPIPE\n", LAST_WORDS);
+		printf("  death seen median %llu us after kill, worst %llu us (%d rounds, "
+		       "%s backend%s%s)\n",
+		       (unsigned long long)took[DEATHS / 2] / 1000,
+		       (unsigned long long)took[DEATHS - 1] / 1000, DEATHS,
+		       sluice_liveness_backend_str(sluice_liveness_backend(m)),
+		       *sluice_liveness_why(m) ? ": " : "", sluice_liveness_why(m));
+	}
+	munmap((void *)when, sizeof(*when));
+	sluice_liveness_destroy(m);
+	return ret;
+}
+
 int main(void)
 {
 	struct demo d = { 0 };
@@ -606,7 +722,7 @@ int main(void)
 	setvbuf(stdout, NULL, _IOLBF, 0);	/* keep our lines in order with stderr */
 	if (!pick_cpus(d.cpu) && !pin(d.cpu[0]) && !region_create(&d) &&
 	    !rings_create(&d) && !children_start(&d) && !sink(&d) &&
-	    !reap(&d.source, "source", false) && !pingpong(&d))
+	    !reap(&d.source, "source", false) && !pingpong(&d) && !deaths(&d))
 		ret = 0;
 
 	/* On failure, children still running are stopped before we go. */
