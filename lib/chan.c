@@ -1312,6 +1312,24 @@ static int reserve_wait(struct sluice_chan_writer *w, uint32_t len, uint32_t fra
 	}
 }
 
+/*
+ * Reserve a slice for these frames (@bases: their buffers are input),
+ * waiting for room if @block; its size in @len.
+ */
+static int reserve_frames(struct sluice_chan_writer *w, const struct iovec *iov,
+			  unsigned int n, bool bases, bool block, uint64_t *len)
+{
+	int err;
+
+	err = frames_ok(w, iov, n, bases, len);
+	if (err)
+		return err;
+	err = block ? reserve_wait(w, (uint32_t)*len, n) : reserve(w, (uint32_t)*len, n);
+	if (err == -EAGAIN)
+		idle(w->ch, &w->w);
+	return err;
+}
+
 static int write_batch(struct sluice_chan_writer *w, const struct iovec *iov,
 		       unsigned int n, bool block)
 {
@@ -1321,12 +1339,7 @@ static int write_batch(struct sluice_chan_writer *w, const struct iovec *iov,
 	unsigned int i;
 	int err;
 
-	err = frames_ok(w, iov, n, true, &len);
-	if (err)
-		return err;
-	err = block ? reserve_wait(w, (uint32_t)len, n) : reserve(w, (uint32_t)len, n);
-	if (err == -EAGAIN)
-		idle(w->ch, &w->w);
+	err = reserve_frames(w, iov, n, true, block, &len);
 	if (err)
 		return err;
 	/* One pass, header and bytes together: a line is taken over once. */
@@ -1384,12 +1397,7 @@ static int reserve_slice(struct sluice_chan_writer *w, struct iovec *iov,
 	uint64_t len;
 	int err;
 
-	err = frames_ok(w, iov, n, false, &len);
-	if (err)
-		return err;
-	err = block ? reserve_wait(w, (uint32_t)len, n) : reserve(w, (uint32_t)len, n);
-	if (err == -EAGAIN)
-		idle(w->ch, &w->w);
+	err = reserve_frames(w, iov, n, false, block, &len);
 	if (err)
 		return err;
 	lay_frames(w, iov, n);
