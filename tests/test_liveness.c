@@ -1969,6 +1969,57 @@ static void test_spsc_consumer_reads_what_a_killed_producer_sent_then_epipe(void
 	ring_shut(f);
 }
 
+/* In a child: attach as the producer and send until blocked on a full ring. */
+static int producer_blocks_on_a_full_ring(void *p)
+{
+	struct fx *f = p;
+	unsigned char b[SLOT];
+	struct sluice_spsc *q;
+	uint64_t i;
+
+	CK_EQ(sluice_spsc_attach(f->r, "q", SLUICE_SPSC_PRODUCER, NULL, &q), 0);
+	for (i = 0;; i++) {
+		fill(b, i, SLOT);
+		CK_EQ(sluice_spsc_send(q, b, SLOT), 0);	/* until killed there */
+	}
+	return 99;
+}
+
+/*
+ * A producer killed while blocked on a full ring: the consumer reads
+ * exactly the ring's worth it committed, then -EPIPE, at once.
+ */
+static void test_spsc_a_producer_killed_blocked_on_a_full_ring_leaves_a_full_ring(void **state)
+{
+	struct fx *f = *state;
+	struct sluice_liveness *m = mon(f);
+	unsigned char b[SLOT];
+	struct sluice_spsc *c;
+	uint64_t seq = 0, killed, t;
+	pid_t pid;
+	int ret;
+
+	c = ring_make(f, SLUICE_SPSC_CONSUMER, m);
+	pid = kid(f, producer_blocks_on_a_full_ring, f);
+	assert_int_equal(wait_asleep(f->r, true, 10000), 0);
+	killed = now_ns();
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(reap(f, pid), H_SIGNALED + SIGKILL);
+	while ((ret = sluice_spsc_recv(c, b, sizeof(b))) >= 0) {
+		assert_int_equal(ret, SLOT);
+		if (!intact(b, seq, SLOT))
+			fail_msg("packet %" PRIu64 " is not what was sent", seq);
+		seq++;
+	}
+	t = now_ns();
+	assert_int_equal(ret, -EPIPE);
+	assert_int_equal(seq, SLOTS);
+	print_message("    a full ring read, then -EPIPE %.3f ms after the kill\n",
+		      ms_since(killed, t));
+	assert_true(ms_since(killed, t) < BOUND_MS);
+	ring_shut(f);
+}
+
 /* In a child: make the ring as its producer, send SPSC_M packets, die when told. */
 static int producer_makes_sends_dies(void *p)
 {
@@ -2525,6 +2576,7 @@ int main(int argc, char **argv)
 		/* SPSC rings */
 		T2(test_spsc_consumer_reads_what_a_killed_producer_sent_then_epipe),
 		T2(test_spsc_a_killed_producer_is_marked_dead_with_no_call_waiting),
+		T2(test_spsc_a_producer_killed_blocked_on_a_full_ring_leaves_a_full_ring),
 		T2(test_spsc_a_producer_blocked_on_a_full_ring_gets_epipe_when_the_consumer_is_killed),
 		T2(test_spsc_a_slot_half_written_by_a_killed_producer_is_never_delivered),
 		T2(test_spsc_a_consumer_sees_the_death_of_a_producer_that_attached_after_it_slept),
