@@ -471,7 +471,7 @@ static void peer_died(pid_t pid, uint64_t start, void *arg)
 	wake_all(ch);
 }
 
-/* Is the process at @i of the table ours to watch, and not yet watched? */
+/* Watch the owner of a table place, unless it is us or watched already. */
 static void watch_one(struct sluice_chan *ch, uint64_t owner, uint64_t start)
 {
 	int32_t pid = CHAN_OWNER_PID(owner);

@@ -817,14 +817,12 @@ static int lv_pidfd_poll(struct sluice_liveness *m, struct lv_proc *p, int fd)
  * do_exit() has yet to release its memory (robust futexes first, then
  * the address space: ~100 ms for a gigabyte) before it turns zombie.
  * Rings and channels check a death they are told of with
- * sluice__proc_alive() or sluice__proc_start_time(), which take a
- * process for alive until it is a zombie: told now, they would see it
- * alive and wait for their next sweep.  So the watches fire once
- * sluice__proc_alive() agrees, which a pidfd tells (it turns readable
- * with the zombie).  Should that check learn that a process whose every
- * thread is exiting is dead (lv_running()), this costs nothing: it
- * agrees at once.  Returns 1 if a pidfd now waits, 0 if the watches can
- * fire (also if we cannot wait: it is dying).
+ * sluice__proc_alive() or sluice__proc_start_time(), so the watches fire
+ * once those agree.  They count a process dead once every thread is a
+ * zombie or PF_EXITING, as lv_running() does, so they agree at once and
+ * this costs nothing; a pidfd (readable with the zombie) covers a
+ * process they would still call alive.  Returns 1 if a pidfd now waits,
+ * 0 if the watches can fire (also if we cannot wait: it is dying).
  */
 static int lv_proc_finish(struct sluice_liveness *m, struct lv_proc *p)
 {

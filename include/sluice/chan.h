@@ -107,8 +107,11 @@ struct sluice_chan_opts {
 	struct sluice_liveness *liveness; /* create, attach: watch the peers
 					 * the handle's endpoints wait on with
 					 * this monitor (liveness.h), so their
-					 * deaths are seen at once; NULL: by
-					 * the 20 ms sweep.  Endpoints: 0. */
+					 * deaths are seen at once (up to
+					 * readers_max + writers_max processes
+					 * a handle; beyond, by the sweep);
+					 * NULL: by the 20 ms sweep.
+					 * Endpoints: 0. */
 };
 
 /**

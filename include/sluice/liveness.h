@@ -24,8 +24,12 @@
  * /sys/fs/bpf/sluice/<monitor pid>-<n>/ (watched, exits), so
  *	bpftool map dump pinned /sys/fs/bpf/sluice/<dir>/watched
  * shows who is watched and "exits" the deaths seen last.  Pins go with the
- * monitor; a monitor that dies leaves them to the next monitor made, which
- * removes them.
+ * monitor; a monitor that dies leaves them to the next BPF monitor that
+ * pins under the same root, which removes them.
+ *
+ * Peers must share the watcher's pid namespace as rings and channels see
+ * them (their places record pids as their owners saw them): a peer in
+ * another one would be taken for dead.
  */
 #ifndef SLUICE_LIVENESS_H
 #define SLUICE_LIVENESS_H
@@ -64,14 +68,16 @@ struct sluice_liveness_opts {
  *
  * Return: 0, or -EINVAL, -ENOMEM, a negative errno from loading the BPF
  * program when SLUICE_LIVENESS_BPF was asked for (-EPERM, -ENOSYS,
- * -EOPNOTSUPP, ...), or from starting the thread.
+ * -EOPNOTSUPP, ...), from probing pidfds (AUTO, PIDFD), or from starting
+ * the thread.
  */
 int sluice_liveness_create(const struct sluice_liveness_opts *opts,
 			   struct sluice_liveness **out);
 
 /**
  * sluice_liveness_destroy() - stop the monitor; no function it calls
- * runs once this returns.  Rings and channels using it must be closed
+ * runs once this returns (called from one of them, the monitor goes once
+ * that function returns).  Rings and channels using it must be closed
  * first.  Its pins are removed.  NULL is a no-op.
  */
 void sluice_liveness_destroy(struct sluice_liveness *m);
@@ -110,9 +116,10 @@ int sluice_liveness_watch_fn(struct sluice_liveness *m, pid_t pid, uint64_t star
 			     sluice_liveness_fn fn, void *arg, uint64_t *id);
 
 /**
- * sluice_liveness_watch() - trigger @token with @reason (0: -EPIPE) when
- * the process dies.  As sluice_liveness_watch_fn() otherwise.  The token
- * must outlive the watch.
+ * sluice_liveness_watch() - trigger @token with @reason (0: -EPIPE; a
+ * positive one is -EINVAL) when the process dies.  As
+ * sluice_liveness_watch_fn() otherwise.  The token must outlive the
+ * watch.
  */
 int sluice_liveness_watch(struct sluice_liveness *m, pid_t pid, uint64_t start,
 			  struct sluice_cancel *token, int reason, uint64_t *id);

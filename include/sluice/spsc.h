@@ -65,7 +65,11 @@ struct sluice_spsc_opts {
 	uint32_t flags;			/* none yet; must be 0 */
 	struct sluice_liveness *liveness; /* watch the peer with this monitor:
 					 * its death ends waits at once
-					 * (liveness.h); NULL: by timeout */
+					 * (liveness.h); NULL: by timeout.
+					 * The peer is (re)watched at attach
+					 * and before each sleep: a handle
+					 * used only through try_ calls sees
+					 * only the peer it attached with */
 };
 
 /**
