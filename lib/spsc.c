@@ -224,22 +224,45 @@ static void sides_make_sticky(struct sluice_spsc_ring *ring)
 static void wake_side(struct sluice_spsc_side *s);
 
 /*
- * The monitor saw the peer die (from its thread).  Mark its side DEAD, so
- * our calls say -EPIPE (a consumer's after the last published packet), and
- * wake us.  Under the region lock, as side_claim() is: the side may have
- * been taken over by a new process since, and that one is alive.
+ * Mark the peer's side DEAD if it still names the process (@pid, @start)
+ * that died, so our calls say -EPIPE (a consumer's after the last
+ * published packet).  Under the region lock, as side_claim() is, which
+ * orders the loads of pid and start: the side may have been taken over by
+ * a new process since, and that one is alive.  A side whose holder could
+ * not read its start time (0) names the pid alone.  Returns -ETIMEDOUT if
+ * the lock was held too long (nothing marked).
+ */
+static int mark_dead(struct sluice_spsc *q, pid_t pid, uint64_t start)
+{
+	uint64_t held;
+	int err;
+
+	err = sluice__region_lock(q->region);
+	if (err)
+		return err;
+	held = atomic_load_explicit(&q->peer->start, memory_order_relaxed);
+	if (atomic_load_explicit(&q->peer->pid, memory_order_relaxed) == pid &&
+	    (held == start || !held))
+		/* Pairs with the acquire load of ctl in refill(). */
+		atomic_fetch_or_explicit(&q->peer->ctl, SLUICE_SPSC_DEAD, memory_order_seq_cst);
+	sluice__region_unlock(q->region);
+	return 0;
+}
+
+/*
+ * The monitor saw the peer die (from its thread): mark it and wake us.
+ * Should the lock be held too long, leave the death to our own thread,
+ * which marks it when it wakes (see sleep_wait()).
  */
 static void peer_died(pid_t pid, uint64_t start, void *arg)
 {
 	struct sluice_spsc *q = arg;
-	bool locked = !sluice__region_lock(q->region);
 
-	if (atomic_load_explicit(&q->peer->pid, memory_order_relaxed) == pid &&
-	    atomic_load_explicit(&q->peer->start, memory_order_relaxed) == start)
-		/* Pairs with the acquire load of ctl in refill(). */
-		atomic_fetch_or_explicit(&q->peer->ctl, SLUICE_SPSC_DEAD, memory_order_seq_cst);
-	if (locked)
-		sluice__region_unlock(q->region);
+	if (mark_dead(q, pid, start)) {
+		atomic_store_explicit(&q->dead_start, start, memory_order_relaxed);
+		/* Release: whoever takes the pid sees the start. */
+		atomic_store_explicit(&q->dead_pid, pid, memory_order_release);
+	}
 	wake_side(q->self);
 }
 
@@ -254,8 +277,10 @@ static bool watch_peer(struct sluice_spsc *q)
 	int32_t pid;
 	uint64_t start;
 
-	if (!(ctl & SLUICE_SPSC_ATTACHED) || (ctl & (SLUICE_SPSC_CLOSED | SLUICE_SPSC_DEAD)))
-		return q->watch_pid != 0;
+	if (ctl & (SLUICE_SPSC_CLOSED | SLUICE_SPSC_DEAD))
+		return true;	/* over: our calls say so without a watch */
+	if (!(ctl & SLUICE_SPSC_ATTACHED))
+		return false;	/* nobody yet, or a failed attach: look again */
 	/* Stored before ATTACHED (release, in side_claim()): seen with it. */
 	pid = atomic_load_explicit(&q->peer->pid, memory_order_relaxed);
 	start = atomic_load_explicit(&q->peer->start, memory_order_relaxed);
@@ -670,6 +695,7 @@ static int spin_wait(struct sluice_spsc *q, struct wait_clock *c,
 static int sleep_wait(struct sluice_spsc *q, uint64_t deadline)
 {
 	uint64_t start = sluice__now_ns(CLOCK_MONOTONIC), wake_at, now;
+	int32_t pid;
 	struct sluice__waiter w;
 	uint32_t seq;
 	int err;
@@ -697,6 +723,15 @@ static int sleep_wait(struct sluice_spsc *q, uint64_t deadline)
 		 * otherwise go unseen until the deadline.
 		 */
 		wake_at = deadline;
+		/* A death the monitor could not mark: mark it, then look. */
+		if (q->live && atomic_load_explicit(&q->dead_pid, memory_order_relaxed)) {
+			pid = atomic_exchange_explicit(&q->dead_pid, 0, memory_order_acquire);
+			if (!pid || !mark_dead(q, pid, atomic_load_explicit(&q->dead_start,
+									    memory_order_relaxed)))
+				continue;	/* marked: refill() sees it */
+			/* Still held: try again after a sleep, deadline and all. */
+			atomic_store_explicit(&q->dead_pid, pid, memory_order_release);
+		}
 		if (q->live && !watch_peer(q)) {
 			now = sluice__now_ns(CLOCK_MONOTONIC);
 			if (now + WATCH_RETRY_NS < wake_at)

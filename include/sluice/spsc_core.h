@@ -126,6 +126,9 @@ struct sluice_spsc {
 	uint64_t watch_id;
 	int32_t watch_pid;		/* 0: not watching */
 	uint64_t watch_start;
+	/* A death the monitor could not mark (region lock busy): ours to. */
+	_Atomic int32_t dead_pid;
+	_Atomic uint64_t dead_start;
 };
 
 #endif /* SLUICE_SPSC_CORE_H */
