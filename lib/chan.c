@@ -471,20 +471,41 @@ static void peer_died(pid_t pid, uint64_t start, void *arg)
 	wake_all(ch);
 }
 
-/* Watch the owner of a table place, unless it is us or watched already. */
+/* Forget the watches of processes that have died (their watch fired). */
+static void watches_reap(struct sluice_chan *ch)
+{
+	uint32_t i, k = 0;
+
+	for (i = 0; i < ch->nwatch; i++) {
+		if (sluice__proc_alive(ch->watches[i].pid, ch->watches[i].start)) {
+			ch->watches[k++] = ch->watches[i];
+			continue;
+		}
+		sluice_liveness_unwatch(ch->live, ch->watches[i].id);
+	}
+	ch->nwatch = k;
+}
+
+/*
+ * Watch the owner of a table place, unless it is us or watched already.
+ * A place whose start is not written yet (0) waits for the next look:
+ * watched by pid alone, it would be watched again once the start shows.
+ */
 static void watch_one(struct sluice_chan *ch, uint64_t owner, uint64_t start)
 {
 	int32_t pid = CHAN_OWNER_PID(owner);
 	struct chan_watch *w;
 	uint32_t i;
 
-	if (!owner || pid <= 0 || pid == ch->pid)
+	if (!owner || !start || pid <= 0 || pid == ch->pid)
 		return;
 	for (i = 0; i < ch->nwatch; i++)
-		if (ch->watches[i].pid == pid && (!start || ch->watches[i].start == start))
+		if (ch->watches[i].pid == pid && ch->watches[i].start == start)
 			return;
 	if (ch->nwatch == ch->readers_max + ch->writers_max)
-		return;		/* full: the sweep every SWEEP_NS still runs */
+		watches_reap(ch);
+	if (ch->nwatch == ch->readers_max + ch->writers_max)
+		return;		/* all alive: the sweep every SWEEP_NS still runs */
 	w = &ch->watches[ch->nwatch];
 	if (sluice_liveness_watch_fn(ch->live, pid, start, peer_died, ch, &w->id))
 		return;
@@ -503,11 +524,16 @@ static void watch_peers(struct sluice_chan *ch)
 	uint32_t i;
 
 	pthread_mutex_lock(&ch->watch_lock);
+	/*
+	 * Racy with places changing hands, and that is fine: a wrong pair
+	 * only costs a watch of a process that is not there (it fires, and
+	 * the sweep it causes finds nothing to do).
+	 */
 	for (i = 0; i < ch->writers_max; i++)
-		watch_one(ch, atomic_load_explicit(&ch->writers[i].owner, memory_order_acquire),
+		watch_one(ch, atomic_load_explicit(&ch->writers[i].owner, memory_order_relaxed),
 			  atomic_load_explicit(&ch->writers[i].start, memory_order_relaxed));
 	for (i = 0; i < ch->readers_max; i++)
-		watch_one(ch, atomic_load_explicit(&ch->readers[i].owner, memory_order_acquire),
+		watch_one(ch, atomic_load_explicit(&ch->readers[i].owner, memory_order_relaxed),
 			  atomic_load_explicit(&ch->readers[i].start, memory_order_relaxed));
 	pthread_mutex_unlock(&ch->watch_lock);
 }
@@ -602,7 +628,11 @@ static int wait_for(struct sluice_chan *ch, struct waiting *w,
 			err = -ETIMEDOUT;
 			break;
 		}
-		/* A death the monitor saw, or a while without news: sweep. */
+		/*
+		 * A death the monitor saw, or a while without news: sweep.
+		 * The flag was stored before the wake that woke us (seq_cst
+		 * both), so a wake for a death always finds it.
+		 */
 		if ((ch->live && atomic_exchange_explicit(&ch->dead_seen, 0,
 							  memory_order_seq_cst)) ||
 		    now >= next_sweep) {
@@ -1033,7 +1063,7 @@ static int place_take(struct sluice_chan *ch, uint32_t kind, uint32_t hint, uint
 							     memory_order_acquire,
 							     memory_order_relaxed))
 			continue;
-		/* Only sweepers read these, under the lock; start 0 means unknown. */
+		/* Sweepers and watch_peers() read these; start 0 means unknown. */
 		atomic_store_explicit(&e->state, CHAN_W_IDLE, memory_order_relaxed);
 		atomic_store_explicit(&e->start, ch->start, memory_order_release);
 		*out = i;
@@ -1455,7 +1485,8 @@ void sluice_chan_writer_close(struct sluice_chan_writer *w)
 	    atomic_fetch_sub_explicit(&ch->h->strong_writers, 1, memory_order_seq_cst) == 1)
 		/* The last strong writer: the channel drains, as a pipe does. */
 		sluice_chan_drain(ch);
-	atomic_fetch_sub_explicit(&ch->ends, 1, memory_order_relaxed);
+	/* Release: pairs with sluice_chan_close()'s acquire; we are done. */
+	atomic_fetch_sub_explicit(&ch->ends, 1, memory_order_release);
 	free(w);
 }
 
@@ -1535,7 +1566,8 @@ void sluice_chan_reader_close(struct sluice_chan_reader *r)
 	if (r->kind == SLUICE_CHAN_STRONG &&
 	    atomic_load_explicit(&ch->h->wwait, memory_order_seq_cst))
 		wake(&ch->h->wseq);
-	atomic_fetch_sub_explicit(&ch->ends, 1, memory_order_relaxed);
+	/* Release: pairs with sluice_chan_close()'s acquire; we are done. */
+	atomic_fetch_sub_explicit(&ch->ends, 1, memory_order_release);
 	free(r);
 }
 
