@@ -1282,8 +1282,10 @@ int sluice_liveness_create(const struct sluice_liveness_opts *opts,
 
 	err = -ENOMEM;
 	m->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (m->epfd < 0)
+	if (m->epfd < 0) {
+		err = -errno;		/* -EMFILE, say: not memory */
 		goto err_free;
+	}
 	if (lv_htab_init(&m->watches) || lv_htab_init(&m->procs) ||
 	    lv_htab_init(&m->tags))
 		goto err_free;

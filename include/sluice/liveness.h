@@ -28,8 +28,14 @@
  * pins under the same root, which removes them.
  *
  * Peers must share the watcher's pid namespace as rings and channels see
- * them (their places record pids as their owners saw them): a peer in
- * another one would be taken for dead.
+ * them (their places record pids as their owners saw them), and its time
+ * namespace (start times are read through /proc, which shifts them by the
+ * reader's boot offset): a peer in another would be taken for dead.
+ *
+ * With the default pin root, a monitor mounts bpffs on /sys/fs/bpf in the
+ * caller's mount namespace if nothing is mounted there.  A monitor belongs
+ * to the process that made it: a forked child has no monitor thread, and
+ * makes its own.
  */
 #ifndef SLUICE_LIVENESS_H
 #define SLUICE_LIVENESS_H
@@ -77,12 +83,13 @@ int sluice_liveness_create(const struct sluice_liveness_opts *opts,
 /**
  * sluice_liveness_destroy() - stop the monitor; no function it calls
  * runs once this returns (called from one of them, the monitor goes once
- * that function returns).  Rings and channels using it must be closed
- * first.  Its pins are removed.  NULL is a no-op.
+ * that function returns), and deaths not fired yet never are.  Rings and
+ * channels using it must be closed first.  Its pins are removed.  NULL is
+ * a no-op.
  */
 void sluice_liveness_destroy(struct sluice_liveness *m);
 
-/** sluice_liveness_backend() - the backend in use: _BPF or _PIDFD. */
+/** sluice_liveness_backend() - the backend in use: _BPF or _PIDFD (_AUTO for NULL). */
 enum sluice_liveness_backend sluice_liveness_backend(const struct sluice_liveness *m);
 
 /** sluice_liveness_backend_str() - "auto", "bpf", "pidfd", or "?". */
