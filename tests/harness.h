@@ -12,6 +12,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -82,6 +83,44 @@ int h_count_fds(void);
 		print_message(__VA_ARGS__);				\
 		print_message("\n");					\
 		skip();							\
+	} while (0)
+
+/* Which sanitizer this program is built with, if any: H_TSAN, H_ASAN. */
+#if defined(__SANITIZE_THREAD__)
+#define H_TSAN		1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define H_TSAN		1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define H_ASAN		1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define H_ASAN		1
+#endif
+#endif
+
+/*
+ * Inside a side (a child process, or a thread standing in for one), where
+ * cmocka's asserts cannot be used: say what failed on stderr and make the
+ * side's function return 1.
+ */
+#define CK(expr)							\
+	do {								\
+		if (!(expr)) {						\
+			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #expr); \
+			return 1;					\
+		}							\
+	} while (0)
+#define CK_EQ(expr, want)						\
+	do {								\
+		long long got_ = (long long)(expr), want_ = (long long)(want); \
+		if (got_ != want_) {					\
+			fprintf(stderr, "%s:%d: %s is %lld, want %lld\n", \
+				__FILE__, __LINE__, #expr, got_, want_); \
+			return 1;					\
+		}							\
 	} while (0)
 
 #endif /* SLUICE_TESTS_HARNESS_H */

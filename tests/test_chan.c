@@ -49,21 +49,6 @@
 
 /* ---------------------------------------------------------------- build */
 
-#if defined(__SANITIZE_THREAD__)
-#define H_TSAN		1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define H_TSAN		1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define H_ASAN		1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define H_ASAN		1
-#endif
-#endif
-
 #if defined(H_TSAN)
 #define SIDES_ARE_THREADS	1
 #define STREAM_N	3000u	/* frames per writer, many-to-many */
@@ -513,27 +498,6 @@ static uint64_t config_csum(const struct sluice_chan_hdr *h)
 }
 
 /* ---------------------------------------------------------------- sides */
-
-/*
- * Inside a side (a child process or a thread), cmocka's asserts cannot be
- * used: a side says what went wrong on stderr and returns non-zero.
- */
-#define CK(expr)							\
-	do {								\
-		if (!(expr)) {						\
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #expr); \
-			return 1;					\
-		}							\
-	} while (0)
-#define CK_EQ(expr, want)						\
-	do {								\
-		long long got_ = (long long)(expr), want_ = (long long)(want); \
-		if (got_ != want_) {					\
-			fprintf(stderr, "%s:%d: %s is %lld, want %lld\n", \
-				__FILE__, __LINE__, #expr, got_, want_); \
-			return 1;					\
-		}							\
-	} while (0)
 
 struct side {
 	int (*fn)(void *arg);

@@ -64,21 +64,6 @@
 
 /* ---------------------------------------------------------------- build */
 
-#if defined(__SANITIZE_THREAD__)
-#define H_TSAN		1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define H_TSAN		1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define H_ASAN		1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define H_ASAN		1
-#endif
-#endif
-
 #if defined(H_TSAN) || defined(H_ASAN)
 #define BOUND_MS	500	/* a death must be seen within this */
 #define STRESS_ROUNDS	150u	/* watches per thread */
@@ -277,27 +262,6 @@ static struct sluice_cancel *token(struct fx *f)
 }
 
 /* ---------------------------------------------------------------- children */
-
-/*
- * Inside a child, cmocka's asserts cannot be used: a child says what went
- * wrong on stderr and returns non-zero.
- */
-#define CK(expr)							\
-	do {								\
-		if (!(expr)) {						\
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #expr); \
-			return 1;					\
-		}							\
-	} while (0)
-#define CK_EQ(expr, want)						\
-	do {								\
-		long long got_ = (long long)(expr), want_ = (long long)(want); \
-		if (got_ != want_) {					\
-			fprintf(stderr, "%s:%d: %s is %lld, want %lld\n", \
-				__FILE__, __LINE__, #expr, got_, want_); \
-			return 1;					\
-		}							\
-	} while (0)
 
 static uint64_t now_ns(void)
 {
