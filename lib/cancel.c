@@ -119,8 +119,7 @@ static void trigger_locked(struct sluice_cancel *c, int reason)
 	atomic_store_explicit(&c->reason, reason, memory_order_release);
 	for (w = c->waiters; w; w = w->next) {
 		/* Changes the word so a waiter about to sleep will not. */
-		atomic_fetch_add_explicit(w->word, 1, memory_order_seq_cst);
-		sluice__futex_wake(w->word);
+		sluice__futex_bump_wake(w->word);
 	}
 	if (c->efd >= 0 && write(c->efd, &one, sizeof(one)) < 0) {
 		/* The counter is far from overflow: nothing to do. */

@@ -89,15 +89,6 @@
 #define BATCH_MAX		65535u
 #define WRITE_PREFETCH		256u		/* bytes ahead of a batch's stores */
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
 struct sluice_chan {
 	struct sluice_region *region;
 	struct sluice_chan_hdr *h;
@@ -313,17 +304,10 @@ static RACY void racy_copy(void *dst, const void *src, size_t n)
 
 /* ------------------------------------------------------------- waking */
 
-static void wake(_Atomic uint32_t *seq)
-{
-	/* A sleeper that loaded seq before this bump does not sleep on it. */
-	atomic_fetch_add_explicit(seq, 1, memory_order_seq_cst);
-	sluice__futex_wake(seq);
-}
-
 static void wake_all(struct sluice_chan *ch)
 {
-	wake(&ch->h->rseq);
-	wake(&ch->h->wseq);
+	sluice__futex_bump_wake(&ch->h->rseq);
+	sluice__futex_bump_wake(&ch->h->wseq);
 }
 
 /*
@@ -374,9 +358,9 @@ static void advance(struct sluice_chan *ch)
 static void wake_sleepers(struct sluice_chan_hdr *h)
 {
 	if (atomic_load_explicit(&h->rwait, memory_order_seq_cst))
-		wake(&h->rseq);
+		sluice__futex_bump_wake(&h->rseq);
 	if (atomic_load_explicit(&h->wwait, memory_order_seq_cst))
-		wake(&h->wseq);
+		sluice__futex_bump_wake(&h->wseq);
 }
 
 /* Seal the slice at @at as @kind, @bytes after its header, and tell. */
@@ -585,7 +569,7 @@ static int wait_for(struct sluice_chan *ch, struct waiting *w,
 		if (yielding) {
 			sched_yield();
 		} else {
-			cpu_relax();
+			sluice__cpu_relax();
 			if (i % every)
 				continue;
 		}
@@ -1565,7 +1549,7 @@ void sluice_chan_reader_close(struct sluice_chan_reader *r)
 	/* Writers held back by us may go on. */
 	if (r->kind == SLUICE_CHAN_STRONG &&
 	    atomic_load_explicit(&ch->h->wwait, memory_order_seq_cst))
-		wake(&ch->h->wseq);
+		sluice__futex_bump_wake(&ch->h->wseq);
 	/* Release: pairs with sluice_chan_close()'s acquire; we are done. */
 	atomic_fetch_sub_explicit(&ch->ends, 1, memory_order_release);
 	free(r);
@@ -1666,7 +1650,7 @@ static void publish_cursor(struct sluice_chan_reader *r, uint64_t p)
 	/* Dekker's waker (the top): the cursor, then the sleepers' count. */
 	atomic_store_explicit(&ch->readers[r->ent].cursor, p, memory_order_seq_cst);
 	if (atomic_load_explicit(&ch->h->wwait, memory_order_seq_cst))
-		wake(&ch->h->wseq);
+		sluice__futex_bump_wake(&ch->h->wseq);
 }
 
 static int try_read(struct sluice_chan_reader *r, struct iovec *iov, unsigned int n)

@@ -44,4 +44,14 @@ static inline void sluice__futex_wake(_Atomic uint32_t *word)
 	syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
+/*
+ * Bump @word and wake every sleeper on it.  seq_cst, so a sleeper that
+ * loaded the word before the bump does not sleep on its old value.
+ */
+static inline void sluice__futex_bump_wake(_Atomic uint32_t *word)
+{
+	atomic_fetch_add_explicit(word, 1, memory_order_seq_cst);
+	sluice__futex_wake(word);
+}
+
 #endif /* SLUICE_FUTEX_H */

@@ -37,6 +37,16 @@ static inline bool sluice__is_pow2(uint64_t v)
 	return v && !(v & (v - 1));
 }
 
+/* A spinning poll's pause: less power, and the sibling hyperthread runs. */
+static inline void sluice__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
 /* FNV-1a, 64 bit. */
 uint64_t sluice__fnv1a(const void *p, size_t len);
 

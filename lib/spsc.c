@@ -66,15 +66,6 @@
 #define ARM_KEEP_NS		100000u	/* a sleep longer than this disarms */
 #define WATCH_RETRY_NS		(50 * 1000000ull)	/* no peer to watch: look again */
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
 /* ------------------------------------------------------------- membarrier */
 
 /*
@@ -470,8 +461,7 @@ int sluice_spsc_attach(struct sluice_region *r, const char *name,
 
 static void wake_side(struct sluice_spsc_side *s)
 {
-	atomic_fetch_add_explicit(&s->seq, 1, memory_order_seq_cst);
-	sluice__futex_wake(&s->seq);
+	sluice__futex_bump_wake(&s->seq);
 }
 
 static void ev_stop(struct sluice_spsc *q);
@@ -662,7 +652,7 @@ static int spin_wait(struct sluice_spsc *q, struct wait_clock *c,
 	int err;
 
 	for (i = 0; i < q->slip; i++)
-		cpu_relax();
+		sluice__cpu_relax();
 	for (i = 1;; i++) {
 		/* Fetch the slot's bytes while waiting for its tag. */
 		if (q->role == SLUICE_SPSC_CONSUMER)
@@ -676,7 +666,7 @@ static int spin_wait(struct sluice_spsc *q, struct wait_clock *c,
 			}
 			return err;
 		}
-		cpu_relax();
+		sluice__cpu_relax();
 		if (i % every)
 			continue;
 		err = sluice_cancel_reason(q->cancel);
