@@ -56,10 +56,16 @@ uint64_t sluice__now_ns(int clock_id);
 /*
  * A process's start time (field 22 of /proc/PID/stat, clock ticks since
  * boot): with the pid it names one process for good, as pids get reused.
- * Returns 0 or a negative errno (-ESRCH if there is no such process, or it
- * has exited and is a zombie waiting to be reaped).
+ * Returns 0 or a negative errno (-ESRCH if there is no such process, or
+ * every thread of it has begun to exit: it runs no user code again).
  */
 int sluice__proc_start_time(pid_t pid, uint64_t *start);
+/*
+ * The stat line of @pid as it stands, whatever its state: its start time
+ * and whether its leader thread has begun to exit; either may be NULL.
+ * Returns 0, -ESRCH (no such pid) or -EIO.
+ */
+int sluice__proc_stat(pid_t pid, uint64_t *start, bool *exiting);
 /* Is the process with this pid and start time still running? */
 bool sluice__proc_alive(pid_t pid, uint64_t start);
 

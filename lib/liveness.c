@@ -70,9 +70,6 @@
 #define BPF_FS_MAGIC		0xcafe4a11
 #endif
 
-/* task->flags bit set by exit_signals(), before signal->live is decremented. */
-#define LV_PF_EXITING		0x00000004u
-
 #define LV_BPF_FS		"/sys/fs/bpf"
 #define LV_PIN_ROOT		LV_BPF_FS "/sluice"
 
@@ -321,113 +318,20 @@ static void lv_kick(struct sluice_liveness *m)
 
 /* ---------------------------------------------------------------- /proc */
 
-struct lv_stat {
-	char state;		/* field 3 */
-	unsigned long flags;	/* field 9: task->flags */
-	uint64_t start;		/* field 22 */
-};
-
-static int lv_stat_read(const char *path, struct lv_stat *st)
-{
-	char buf[1024], *p, *end;
-	ssize_t n;
-	int fd, i;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? -ESRCH : -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return errno == ESRCH ? -ESRCH : -errno;
-	buf[n] = '\0';
-
-	/* comm may hold spaces and parentheses: fields resume after the last ')'. */
-	p = strrchr(buf, ')');
-	if (!p || p[1] != ' ' || !p[2])
-		return -EIO;
-	st->state = p[2];
-	p += 2;
-	for (i = 3; i < 22; i++) {
-		p = strchr(p, ' ');
-		if (!p)
-			return -EIO;
-		p++;
-		if (i + 1 == 9) {
-			errno = 0;
-			st->flags = strtoul(p, &end, 10);
-			if (errno || end == p)
-				return -EIO;
-		}
-	}
-	errno = 0;
-	st->start = strtoull(p, &end, 10);
-	if (errno || end == p)
-		return -EIO;
-	return 0;
-}
-
-static int lv_proc_stat(pid_t pid, struct lv_stat *st)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	return lv_stat_read(path, st);
-}
-
-static bool lv_stat_exiting(const struct lv_stat *st)
-{
-	return st->state == 'Z' || st->state == 'X' || (st->flags & LV_PF_EXITING);
-}
-
 /*
  * Has the process (@pid, @start) a thread that has not begun to exit?
  * Returns 1 if so, 0 if it is dead, dying or another process has the pid,
- * or a negative errno.  The leader's stat settles the common case; a
- * leader that left early (pthread_exit() in main) is a zombie while the
- * other threads run, so then the threads are looked at one by one.
+ * or a negative errno.  Exactly what rings and channels will judge it by.
  */
 static int lv_running(pid_t pid, uint64_t start)
 {
-	char path[64 + NAME_MAX];
-	struct dirent *de;
-	struct lv_stat st;
-	int err, found = 0;
-	DIR *d;
+	uint64_t now;
+	int err;
 
-	err = lv_proc_stat(pid, &st);
+	err = sluice__proc_start_time(pid, &now);
 	if (err)
 		return err == -ESRCH ? 0 : err;
-	if (st.start != start)
-		return 0;
-	if (!lv_stat_exiting(&st))
-		return 1;
-
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
-	if (!d)
-		return errno == ENOENT || errno == ESRCH ? 0 : -errno;
-	while (!found && (de = readdir(d))) {
-		struct lv_stat ts;
-
-		if (de->d_name[0] < '0' || de->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid,
-			 de->d_name);
-		if (!lv_stat_read(path, &ts) && !lv_stat_exiting(&ts))
-			found = 1;
-	}
-	closedir(d);
-	if (!found)
-		return 0;
-	/*
-	 * The pid still names the same process, so the running thread we
-	 * found was one of its own and not of a process that took the pid.
-	 */
-	err = lv_proc_stat(pid, &st);
-	if (err)
-		return err == -ESRCH ? 0 : err;
-	return st.start == start;
+	return now == start;
 }
 
 /*
@@ -819,8 +723,8 @@ static int lv_pidfd_poll(struct sluice_liveness *m, struct lv_proc *p, int fd)
  * Rings and channels check a death they are told of with
  * sluice__proc_alive() or sluice__proc_start_time(), so the watches fire
  * once those agree.  They count a process dead once every thread is a
- * zombie or PF_EXITING, as lv_running() does, so they agree at once and
- * this costs nothing; a pidfd (readable with the zombie) covers a
+ * zombie or PF_EXITING, and lv_running() asks them, so they agree at once
+ * and this costs nothing; a pidfd (readable with the zombie) covers a
  * process they would still call alive.  Returns 1 if a pidfd now waits,
  * 0 if the watches can fire (also if we cannot wait: it is dying).
  */
@@ -850,7 +754,7 @@ static int lv_proc_finish(struct sluice_liveness *m, struct lv_proc *p)
  */
 static int lv_backend_add(struct sluice_liveness *m, struct lv_proc *p)
 {
-	struct lv_stat st;
+	uint64_t start;
 	int err, alive, fd;
 
 	if (m->backend == SLUICE_LIVENESS_BPF) {
@@ -884,8 +788,8 @@ static int lv_backend_add(struct sluice_liveness *m, struct lv_proc *p)
 	if (fd < 0)
 		return errno == ESRCH ? 0 : -errno;
 	/* The pidfd is for whoever had the pid: is that still our process? */
-	err = lv_proc_stat(p->pid, &st);
-	if (err || st.start != p->start) {
+	err = sluice__proc_stat(p->pid, &start, NULL);
+	if (err || start != p->start) {
 		close(fd);
 		return err && err != -ESRCH ? err : 0;
 	}
@@ -1380,18 +1284,16 @@ static int lv_watch_add(struct sluice_liveness *m, pid_t pid, uint64_t start,
 {
 	struct lv_proc *p = NULL;
 	struct lv_watch *w;
-	struct lv_stat st;
 	int err, alive = 0;
 
 	if (!lv_proc_is_ours())
 		return -EXDEV;
 	if (!start) {
-		err = lv_proc_stat(pid, &st);
+		/* As it stands, dying or not: a dying one fires at once. */
+		err = sluice__proc_stat(pid, &start, NULL);
 		if (err && err != -ESRCH)
 			return err;
 		/* No such process: it fires at once, with start 0. */
-		if (!err)
-			start = st.start;
 	}
 
 	w = calloc(1, sizeof(*w));

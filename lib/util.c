@@ -72,35 +72,57 @@ uint64_t sluice__now_ns(int clock_id)
 #define PF_EXITING	0x00000004ul
 
 /*
- * Has a thread of the stat line at @p (just past comm's ')') begun to
- * exit?  A zombie has; so has one in do_exit() (PF_EXITING, field 9),
- * which will run no user code again.
+ * Read a /proc stat line: whether the thread has begun to exit (a zombie
+ * has; so has one in do_exit(), PF_EXITING in field 9, which will run no
+ * user code again) and its start time (field 22), either may be NULL.
+ * Returns 0, -ESRCH if the file is gone, -EIO if the line is not one.
  */
-static bool stat_exiting(const char *p)
+static int stat_read(const char *path, bool *exiting, uint64_t *start)
 {
-	unsigned long flags;
+	char buf[1024], *p;
+	unsigned long long v;
+	unsigned long flags = 0;
+	char state;
+	FILE *f;
+	size_t n;
 	int i;
 
-	if (p[0] != ' ' || !p[1])
-		return true;
-	if (p[1] == 'Z' || p[1] == 'X')
-		return true;
-	for (i = 3; i < 9; i++) {
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? -ESRCH : -errno;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+
+	/* comm may hold spaces and parentheses: fields resume after the last ')'. */
+	p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || !p[2])
+		return -EIO;
+	state = p[2];
+	p++;
+	/* Now at the space before field 3 (state); walk to each field wanted. */
+	for (i = 3; i < 22; i++) {
+		if (i == 9 && sscanf(p, " %lu", &flags) != 1)
+			return -EIO;
 		p = strchr(p + 1, ' ');
 		if (!p)
-			return false;
+			return -EIO;
 	}
-	return sscanf(p, " %lu", &flags) == 1 && (flags & PF_EXITING);
+	if (sscanf(p, " %llu", &v) != 1)
+		return -EIO;
+	if (exiting)
+		*exiting = state == 'Z' || state == 'X' || (flags & PF_EXITING);
+	if (start)
+		*start = v;
+	return 0;
 }
 
 /* Does a thread of @pid that has not begun to exit remain? */
 static bool other_thread_runs(pid_t pid)
 {
-	char path[64], buf[512], *p;
+	char path[64];
 	struct dirent *de;
-	bool runs = false;
-	size_t n;
-	FILE *f;
+	bool runs = false, exiting;
 	DIR *d;
 
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
@@ -111,42 +133,30 @@ static bool other_thread_runs(pid_t pid)
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/task/%.20s/stat", (int)pid, de->d_name);
-		f = fopen(path, "re");
-		if (!f)
-			continue;
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[n] = '\0';
-		p = strrchr(buf, ')');
-		runs = p && !stat_exiting(p + 1);
+		runs = !stat_read(path, &exiting, NULL) && !exiting;
 	}
 	closedir(d);
 	return runs;
 }
 
-int sluice__proc_start_time(pid_t pid, uint64_t *start)
+int sluice__proc_stat(pid_t pid, uint64_t *start, bool *exiting)
 {
-	char path[64], buf[1024], *p;
-	unsigned long long v;
-	FILE *f;
-	size_t n;
-	int i;
+	char path[64];
 
 	if (pid <= 0)
 		return -ESRCH;
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return errno == ENOENT ? -ESRCH : -errno;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
+	return stat_read(path, exiting, start);
+}
 
-	/* comm may hold spaces and parentheses: fields resume after the last ')'. */
-	p = strrchr(buf, ')');
-	if (!p)
-		return -EIO;
-	p++;
+int sluice__proc_start_time(pid_t pid, uint64_t *start)
+{
+	bool exiting;
+	int err;
+
+	err = sluice__proc_stat(pid, start, &exiting);
+	if (err)
+		return err;
 	/*
 	 * A process is dead once every thread has begun to exit: it runs no
 	 * user code again, and the kernel's sched_process_exit tracepoint
@@ -155,17 +165,8 @@ int sluice__proc_start_time(pid_t pid, uint64_t *start)
 	 * in do_exit() long after (freeing a large address space takes
 	 * ~100 ms a gigabyte).
 	 */
-	if (stat_exiting(p) && !other_thread_runs(pid))
+	if (exiting && !other_thread_runs(pid))
 		return -ESRCH;
-	/* Now at field 3 (state); starttime is field 22. */
-	for (i = 3; i < 22; i++) {
-		p = strchr(p + 1, ' ');
-		if (!p)
-			return -EIO;
-	}
-	if (sscanf(p, " %llu", &v) != 1)
-		return -EIO;
-	*start = v;
 	return 0;
 }
 
