@@ -1495,22 +1495,34 @@ static void test_send_batch_rejects_oversize_atomically(void **state)
 	struct iovec iov[4];
 	unsigned int i;
 
+	unsigned int bad;
+
 	make_pair(f, 8, 64, NULL, &p, &c);
 	/* Six taken: room for two, so a partial send would show. */
 	for (i = 0; i < 6; i++)
 		put(p, i, 8);
 	for (i = 0; i < 4; i++) {
 		fill(b[i], 10 + i, 64);
-		iov[i] = (struct iovec){ b[i], i == 2 ? 65 : 64 };
+		iov[i] = (struct iovec){ b[i], 64 };
 	}
-	assert_int_equal(sluice_spsc_send_batch(p, iov, 4), -EMSGSIZE);
+	/* Found while copying (0, 1) or among those that would not fit (2, 3). */
+	for (bad = 0; bad < 4; bad++) {
+		iov[bad].iov_len = 65;
+		assert_int_equal(sluice_spsc_send_batch(p, iov, 4), -EMSGSIZE);
+		assert_int_equal(sluice_spsc_try_send_batch(p, iov, 4), -EMSGSIZE);
+		iov[bad].iov_len = 64;
+	}
+	/* And on a full ring, where room is what the call looks at first. */
+	put(p, 6, 8);
+	put(p, 7, 8);
+	iov[1].iov_len = 65;
 	assert_int_equal(sluice_spsc_try_send_batch(p, iov, 4), -EMSGSIZE);
-	assert_int_equal(load64(&ring_of(f, "q")->tail), 6);
-	for (i = 0; i < 6; i++)
+	assert_int_equal(load64(&ring_of(f, "q")->tail), 8);
+	for (i = 0; i < 8; i++)
 		get(c, i, 8);
 	assert_int_equal(sluice_spsc_try_recv(c, b[0], 64), -EAGAIN);
 	/* The same batch without the oversize packet goes through whole. */
-	iov[2].iov_len = 64;
+	iov[1].iov_len = 64;
 	assert_int_equal(sluice_spsc_send_batch(p, iov, 4), 4);
 	for (i = 0; i < 4; i++)
 		get(c, 10 + i, 64);
