@@ -964,8 +964,13 @@ int sluice_spsc_send_batch(struct sluice_spsc *q, const struct iovec *iov,
 	return (int)sent;
 }
 
-static int try_recv_batch(struct sluice_spsc *q, struct iovec *iov,
-			  unsigned int n)
+/*
+ * Take up to @n published packets at pos: copied out into @iov (recv) or
+ * pointed at where they lie (peek).  Inlined into each with @copy a
+ * constant, so neither pays for the other's branches.
+ */
+static inline __attribute__((always_inline)) int
+take(struct sluice_spsc *q, struct iovec *iov, unsigned int n, bool copy)
 {
 	uint64_t tag;
 	uint32_t i, len;
@@ -977,21 +982,35 @@ static int try_recv_batch(struct sluice_spsc *q, struct iovec *iov,
 		return -EBUSY;
 again:
 	for (i = 0; i < n && published(q, q->pos + i, &tag); i++) {
-		__builtin_prefetch(sluice__spsc_data(q, q->pos + i + BATCH_PREFETCH), 0, 3);
+		if (copy)
+			__builtin_prefetch(sluice__spsc_data(q, q->pos + i + BATCH_PREFETCH),
+					   0, 3);
 		len = (uint32_t)tag;	/* loaded once, checked, used */
-		if (len > q->slot_size || len > iov[i].iov_len)
+		if (len > q->slot_size || (copy && len > iov[i].iov_len))
 			break;
-		copy_wide(iov[i].iov_base, sluice__spsc_data(q, q->pos + i), len);
+		if (copy)
+			copy_wide(iov[i].iov_base, sluice__spsc_data(q, q->pos + i), len);
+		else
+			iov[i].iov_base = sluice__spsc_data(q, q->pos + i);
 		iov[i].iov_len = len;
 	}
 	if (!i) {
-		err = nothing_taken(q, iov[0].iov_len);
+		err = nothing_taken(q, copy ? iov[0].iov_len : SIZE_MAX);
 		if (err)
 			return err;
 		goto again;
 	}
-	publish(q, q->pos + i);
+	if (copy)
+		publish(q, q->pos + i);
+	else
+		q->held = i;
 	return (int)i;
+}
+
+static int try_recv_batch(struct sluice_spsc *q, struct iovec *iov,
+			  unsigned int n)
+{
+	return take(q, iov, n, true);
 }
 
 int sluice_spsc_try_recv_batch(struct sluice_spsc *q, struct iovec *iov,
@@ -1075,30 +1094,7 @@ int sluice_spsc_commit(struct sluice_spsc *q, const struct iovec *iov,
 
 static int try_peek(struct sluice_spsc *q, struct iovec *iov, unsigned int n)
 {
-	uint64_t tag;
-	uint32_t i, len;
-	int err;
-
-	if (!q || q->role != SLUICE_SPSC_CONSUMER || !iov || !n)
-		return -EINVAL;
-	if (q->held)
-		return -EBUSY;
-again:
-	for (i = 0; i < n && published(q, q->pos + i, &tag); i++) {
-		len = (uint32_t)tag;
-		if (len > q->slot_size)
-			break;
-		iov[i].iov_base = sluice__spsc_data(q, q->pos + i);
-		iov[i].iov_len = len;
-	}
-	if (!i) {
-		err = nothing_taken(q, SIZE_MAX);
-		if (err)
-			return err;
-		goto again;
-	}
-	q->held = i;
-	return (int)i;
+	return take(q, iov, n, false);
 }
 
 int sluice_spsc_try_peek(struct sluice_spsc *q, struct iovec *iov,
