@@ -693,6 +693,20 @@ static bool won(struct sluice_chan *ch, uint32_t i, uint64_t from)
 	return true;
 }
 
+/*
+ * Does the owner a sweep found dead still hold its place?  An owner that
+ * closed and exited between the sweep's load of owner and its verdict
+ * gave the place back itself (and its strong_writers count with it), and
+ * another may hold the place now: clearing it again would count a writer
+ * out twice or put a live end out.  Once its owner is dead, only a sweep
+ * (under the region lock) changes a place that is not free, so the
+ * answer holds until the sweep clears it.
+ */
+static bool still_held(_Atomic uint64_t *place, uint64_t owner)
+{
+	return atomic_load_explicit(place, memory_order_acquire) == owner;
+}
+
 static void sweep(struct sluice_chan *ch)
 {
 	struct sluice_chan_hdr *h = ch->h;
@@ -709,7 +723,8 @@ static void sweep(struct sluice_chan *ch)
 		if (!owner)
 			continue;
 		start = atomic_load_explicit(&e->start, memory_order_relaxed);
-		if (CHAN_OWNER_PID(owner) == ch->pid || owner_alive(owner, start))
+		if (CHAN_OWNER_PID(owner) == ch->pid || owner_alive(owner, start) ||
+		    !still_held(&e->owner, owner))
 			continue;
 		st = atomic_load_explicit(&e->state, memory_order_acquire);
 		from = atomic_load_explicit(&e->from, memory_order_relaxed);
@@ -735,7 +750,8 @@ static void sweep(struct sluice_chan *ch)
 		if (!owner)
 			continue;
 		start = atomic_load_explicit(&e->start, memory_order_relaxed);
-		if (CHAN_OWNER_PID(owner) == ch->pid || owner_alive(owner, start))
+		if (CHAN_OWNER_PID(owner) == ch->pid || owner_alive(owner, start) ||
+		    !still_held(&e->owner, owner))
 			continue;
 		atomic_store_explicit(&e->owner, 0, memory_order_seq_cst);
 		if (CHAN_OWNER_KIND(owner) == SLUICE_CHAN_STRONG)
