@@ -37,6 +37,7 @@
 #include "futex.h"
 #include "harness.h"
 #include "internal.h"
+#include "spsc_internal.h"
 
 /* ---------------------------------------------------------------- build */
 
@@ -921,6 +922,77 @@ static void test_ping_pong_between_processes_spinning_only(void **state)
 {
 	pingpong(*state, UINT32_MAX, false);
 }
+
+/* ---------------------------------------------------------------- slipping */
+
+/* sluice__spsc_slip_next(slip, polls, found): the policy, case by case. */
+#define LONE	SLUICE__SLIP_LONE
+#define BURST	SLUICE__SLIP_BURST
+#define FAR	SLUICE__SLIP_FAR
+
+static void test_slip_grows_while_quick_waits_find_a_burst(void **state)
+{
+	(void)state;
+	/* From no slip, a quick wait alone is enough to try a little. */
+	assert_int_equal(sluice__spsc_slip_next(0, 1, LONE), 1);
+	assert_int_equal(sluice__spsc_slip_next(1, 1, BURST), 3);
+	assert_int_equal(sluice__spsc_slip_next(3, 2, BURST), 7);
+	assert_int_equal(sluice__spsc_slip_next(SLUICE__SLIP_MAX - 1, 1, BURST),
+			 SLUICE__SLIP_MAX);
+	assert_int_equal(sluice__spsc_slip_next(SLUICE__SLIP_MAX, 1, BURST),
+			 SLUICE__SLIP_MAX);
+}
+
+static void test_slip_stops_at_a_lone_packet_and_halves_on_a_long_wait(void **state)
+{
+	(void)state;
+	/* A ping-pong: the pause was only latency. */
+	assert_int_equal(sluice__spsc_slip_next(7, 1, LONE), 0);
+	/* The wait went on after the pause: the pause was not what it waited for. */
+	assert_int_equal(sluice__spsc_slip_next(40, 3, LONE), 20);
+	assert_int_equal(sluice__spsc_slip_next(40, 3, FAR), 20);
+	assert_int_equal(sluice__spsc_slip_next(1, 100, BURST), 0);
+}
+
+static void test_slip_halves_when_the_peer_got_half_a_ring_ahead(void **state)
+{
+	(void)state;
+	assert_int_equal(sluice__spsc_slip_next(SLUICE__SLIP_MAX, 1, FAR),
+			 SLUICE__SLIP_MAX / 2);
+	assert_int_equal(sluice__spsc_slip_next(9, 2, FAR), 4);
+	/* No slip yet: far ahead is still a reason to try one. */
+	assert_int_equal(sluice__spsc_slip_next(0, 1, FAR), 1);
+}
+
+/*
+ * A small ring, streaming: the peer gets a slot further ahead for every
+ * two pauses, a second packet is always waiting, and half the ring is 16
+ * slots.  The slip must settle between none and the most, not ratchet up
+ * to the most (with which the peer filled or drained the ring during
+ * every pause).
+ */
+static void test_slip_settles_below_the_most_on_a_small_ring(void **state)
+{
+	uint32_t slip = 0, ahead, lo = UINT32_MAX, hi = 0;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 1000; i++) {
+		ahead = 2 + slip / 2;
+		slip = sluice__spsc_slip_next(slip, 1, ahead >= 16 ? FAR : BURST);
+		if (i >= 900) {
+			lo = slip < lo ? slip : lo;
+			hi = slip > hi ? slip : hi;
+		}
+	}
+	print_message("    slip settles between %u and %u pauses\n", lo, hi);
+	assert_true(lo > 0);
+	assert_true(hi < SLUICE__SLIP_MAX);
+}
+
+#undef LONE
+#undef BURST
+#undef FAR
 
 /* ---------------------------------------------------------------- roles */
 
@@ -3115,6 +3187,11 @@ int main(void)
 		T(test_ping_pong_between_processes_with_adaptive_spinning),
 		T(test_ping_pong_between_processes_spinning_only),
 		T(test_rings_made_at_once_by_two_processes_are_all_kept),
+		/* slipping */
+		cmocka_unit_test(test_slip_grows_while_quick_waits_find_a_burst),
+		cmocka_unit_test(test_slip_stops_at_a_lone_packet_and_halves_on_a_long_wait),
+		cmocka_unit_test(test_slip_halves_when_the_peer_got_half_a_ring_ahead),
+		cmocka_unit_test(test_slip_settles_below_the_most_on_a_small_ring),
 		/* last: under TSan a report here stops the run */
 		T(test_attach_racing_the_creation_sees_the_ring_whole_or_not_at_all),
 	};
