@@ -1668,6 +1668,54 @@ static void test_batches_wrap_around_the_ring(void **state)
 	shut(c);
 }
 
+/*
+ * Batches that straddle the wrap are moved in two runs: a bad packet in
+ * the second run must stop them exactly as one in the first does.
+ */
+static void test_a_bad_packet_after_the_wrap_stops_a_batch_as_before_it(void **state)
+{
+	struct fx *f = *state;
+	struct sluice_spsc *p, *c;
+	unsigned char out[5][65] = { { 0 } }, in[5][64];
+	struct iovec oi[5], ii[5];
+	unsigned int i;
+
+	make_pair(f, 8, 64, NULL, &p, &c);
+	/* Move both sides to slot 6: a batch of 5 takes slots 6, 7, 0, 1, 2. */
+	for (i = 0; i < 6; i++) {
+		assert_int_equal(sluice_spsc_send(p, out[0], 8), 0);
+		assert_int_equal(sluice_spsc_recv(c, in[0], 64), 8);
+	}
+	for (i = 0; i < 5; i++) {
+		fill(out[i], 6 + i, 16);
+		oi[i] = (struct iovec){ out[i], 16 };
+	}
+	/* Over-size in the second run: nothing is sent. */
+	oi[3].iov_len = 65;
+	assert_int_equal(sluice_spsc_send_batch(p, oi, 5), -EMSGSIZE);
+	assert_int_equal(load64(&ring_of(f, "q")->tail), 6);
+	assert_int_equal(sluice_spsc_try_recv_batch(c, ii, 1), -EAGAIN);
+
+	/* A packet in the second run too long for its buffer ends the batch before it. */
+	fill(out[3], 9, 64);
+	oi[3].iov_len = 64;
+	assert_int_equal(sluice_spsc_send_batch(p, oi, 5), 5);
+	for (i = 0; i < 5; i++)
+		ii[i] = (struct iovec){ in[i], 16 };
+	assert_int_equal(sluice_spsc_recv_batch(c, ii, 5), 3);
+	for (i = 0; i < 3; i++)
+		assert_true(intact(in[i], 6 + i, ii[i].iov_len));
+	for (i = 0; i < 2; i++)
+		ii[i] = (struct iovec){ in[i], 64 };
+	assert_int_equal(sluice_spsc_recv_batch(c, ii, 5), 2);
+	assert_int_equal(ii[0].iov_len, 64);
+	assert_true(intact(in[0], 9, 64));
+	assert_true(intact(in[1], 10, 16));
+	assert_int_equal(load64(&ring_of(f, "q")->head), 11);
+	shut(p);
+	shut(c);
+}
+
 static void test_try_send_batch_sends_what_fits(void **state)
 {
 	struct fx *f = *state;
@@ -3119,6 +3167,7 @@ int main(void)
 		T(test_zero_length_packets_are_delivered),
 		/* batches */
 		T(test_batches_wrap_around_the_ring),
+		T(test_a_bad_packet_after_the_wrap_stops_a_batch_as_before_it),
 		T(test_try_send_batch_sends_what_fits),
 		T(test_recv_batch_takes_what_is_there),
 		/* zero copy */
