@@ -189,7 +189,9 @@ static inline void copy_frame(void *dst, const void *src, size_t n)
 	unsigned char *d = dst;
 	const unsigned char *s = src;
 
-	if (n >= 32 && n <= 64) {
+	if (n == 64) {
+		memcpy(d, s, 64);	/* a full line, the common case: no offsets */
+	} else if (n >= 32 && n < 64) {
 		memcpy(d, s, 32);
 		memcpy(d + n - 32, s + n - 32, 32);
 	} else if (n >= 16 && n < 32) {
@@ -1672,6 +1674,12 @@ static void publish_cursor(struct sluice_chan_reader *r, uint64_t p)
 static int try_read(struct sluice_chan_reader *r, struct iovec *iov, unsigned int n)
 {
 	struct sluice_chan *ch = r->ch;
+	/*
+	 * In locals: read through ch, they were loaded again for every frame,
+	 * since each copy out might (for all the compiler knows) change *ch.
+	 */
+	unsigned char *const data = ch->data;
+	const uint64_t mask = ch->mask;
 	uint64_t p = r->pos, end = r->end, from = r->pos, seal_v, want;
 	bool weak = r->kind == SLUICE_CHAN_WEAK;
 	struct sluice_chan_slice *s;
@@ -1725,11 +1733,10 @@ static int try_read(struct sluice_chan_reader *r, struct iovec *iov, unsigned in
 		}
 		/* A frame: its length, checked against its slice, then its bytes. */
 		/* Loaded once (volatile), then checked and used. */
-		len = weak ? racy_load32(bytes_at(ch, p)) :
-			     *(const volatile uint32_t *)bytes_at(ch, p);
-		if (end - p < CHAN_FRAME_HDR ||
-		    len > end - p - CHAN_FRAME_HDR ||
-		    align_up(len, 8) > end - p - CHAN_FRAME_HDR) {
+		len = weak ? racy_load32(data + (p & mask)) :
+			     *(const volatile uint32_t *)(data + (p & mask));
+		/* p <= end always (we moved it); len < 2^32: cannot wrap. */
+		if (CHAN_FRAME_HDR + align_up(len, 8) > end - p) {
 			if (!i)
 				return bad(r, from);
 			break;
@@ -1745,9 +1752,9 @@ static int try_read(struct sluice_chan_reader *r, struct iovec *iov, unsigned in
 			return -ENOBUFS;
 		}
 		if (weak)
-			racy_copy(iov[i].iov_base, bytes_at(ch, p + CHAN_FRAME_HDR), len);
+			racy_copy(iov[i].iov_base, data + ((p + CHAN_FRAME_HDR) & mask), len);
 		else
-			copy_frame(iov[i].iov_base, bytes_at(ch, p + CHAN_FRAME_HDR), len);
+			copy_frame(iov[i].iov_base, data + ((p + CHAN_FRAME_HDR) & mask), len);
 		iov[i].iov_len = len;
 		p += CHAN_FRAME_HDR + align_up(len, 8);
 		if (!--left)
