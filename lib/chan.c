@@ -696,23 +696,34 @@ static bool won(struct sluice_chan *ch, uint32_t i, uint64_t from)
 }
 
 /*
- * Does the owner a sweep found dead still hold its place?  An owner that
- * closed and exited between the sweep's load of owner and its verdict
- * gave the place back itself (and its strong_writers count with it), and
- * another may hold the place now: clearing it again would count a writer
- * out twice or put a live end out.  Once its owner is dead, only a sweep
- * (under the region lock) changes a place that is not free, so the
- * answer holds until the sweep clears it.
+ * Is the place with these owner and start words held by a dead process
+ * (not ours)?  Its owner, when it is, in @owner.
+ *
+ * The owner is loaded again after the verdict.  One that closed and
+ * exited between the first load and the verdict gave the place back
+ * itself (and its strong_writers count with it), and another may hold
+ * the place now: clearing it again would count a writer out twice or put
+ * a live end out.  Once its owner is dead, only a sweep (under the region
+ * lock) changes a place that is not free, so the answer holds until the
+ * sweep clears it.
  */
-static bool still_held(_Atomic uint64_t *place, uint64_t owner)
+static bool dead_owner(const struct sluice_chan *ch, _Atomic uint64_t *place,
+		       _Atomic uint64_t *start_word, uint64_t *owner)
 {
-	return atomic_load_explicit(place, memory_order_acquire) == owner;
+	uint64_t start;
+
+	*owner = atomic_load_explicit(place, memory_order_acquire);
+	if (!*owner || CHAN_OWNER_PID(*owner) == ch->pid)
+		return false;
+	start = atomic_load_explicit(start_word, memory_order_relaxed);
+	return !owner_alive(*owner, start) &&
+	       atomic_load_explicit(place, memory_order_acquire) == *owner;
 }
 
 static void sweep(struct sluice_chan *ch)
 {
 	struct sluice_chan_hdr *h = ch->h;
-	uint64_t owner, start, from;
+	uint64_t owner, from;
 	bool changed = false;
 	uint32_t i, st, len;
 
@@ -721,12 +732,7 @@ static void sweep(struct sluice_chan *ch)
 	for (i = 0; i < ch->writers_max; i++) {
 		struct sluice_chan_went *e = &ch->writers[i];
 
-		owner = atomic_load_explicit(&e->owner, memory_order_acquire);
-		if (!owner)
-			continue;
-		start = atomic_load_explicit(&e->start, memory_order_relaxed);
-		if (CHAN_OWNER_PID(owner) == ch->pid || owner_alive(owner, start) ||
-		    !still_held(&e->owner, owner))
+		if (!dead_owner(ch, &e->owner, &e->start, &owner))
 			continue;
 		st = atomic_load_explicit(&e->state, memory_order_acquire);
 		from = atomic_load_explicit(&e->from, memory_order_relaxed);
@@ -748,12 +754,7 @@ static void sweep(struct sluice_chan *ch)
 	for (i = 0; i < ch->readers_max; i++) {
 		struct sluice_chan_rent *e = &ch->readers[i];
 
-		owner = atomic_load_explicit(&e->owner, memory_order_acquire);
-		if (!owner)
-			continue;
-		start = atomic_load_explicit(&e->start, memory_order_relaxed);
-		if (CHAN_OWNER_PID(owner) == ch->pid || owner_alive(owner, start) ||
-		    !still_held(&e->owner, owner))
+		if (!dead_owner(ch, &e->owner, &e->start, &owner))
 			continue;
 		atomic_store_explicit(&e->owner, 0, memory_order_seq_cst);
 		if (CHAN_OWNER_KIND(owner) == SLUICE_CHAN_STRONG)
