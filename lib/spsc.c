@@ -490,12 +490,18 @@ static void disarm(struct sluice_spsc *q);
 struct ev_bridge;
 static void ev_drained(struct ev_bridge *ev);
 
+/* Does tag word @t publish packet @idx?  The tag, loaded once, in @tag. */
+static inline bool tag_publishes(_Atomic uint64_t *t, uint64_t idx, uint64_t *tag)
+{
+	/* Pairs with the producer's release store of the tag. */
+	*tag = atomic_load_explicit(t, memory_order_acquire);
+	return SLUICE_SPSC_TAG_IS(*tag, idx);
+}
+
 /* Is packet @idx published?  Its tag, if so, in @tag. */
 static bool published(const struct sluice_spsc *q, uint64_t idx, uint64_t *tag)
 {
-	/* Pairs with the producer's release store of the tag. */
-	*tag = atomic_load_explicit(sluice__spsc_tag(q, idx), memory_order_acquire);
-	return SLUICE_SPSC_TAG_IS(*tag, idx);
+	return tag_publishes(sluice__spsc_tag(q, idx), idx, tag);
 }
 
 /*
@@ -886,15 +892,10 @@ static inline struct view view_of(const struct sluice_spsc *q)
 	};
 }
 
-/* Slot @i of the batch at the view's pos: its bytes, its tag. */
+/* The bytes of slot @i of the batch at the view's pos. */
 static inline unsigned char *view_data(const struct view *v, uint32_t i)
 {
 	return v->slots + (size_t)((v->first + i) & v->mask) * v->stride;
-}
-
-static inline _Atomic uint64_t *view_tag(const struct view *v, uint32_t i)
-{
-	return &v->tags[(v->first + i) & v->mask];
 }
 
 /* Of @n slots from pos, how many come before the ring wraps. */
@@ -1080,9 +1081,7 @@ take_run(_Atomic uint64_t *t, unsigned char *d, uint32_t stride, uint32_t cap,
 	uint32_t i, len;
 
 	for (i = 0; i < n; i++, d += stride) {
-		/* Pairs with the producer's release store of the tag. */
-		tag = atomic_load_explicit(&t[i], memory_order_acquire);
-		if (!SLUICE_SPSC_TAG_IS(tag, idx + i))
+		if (!tag_publishes(&t[i], idx + i, &tag))
 			break;
 		len = (uint32_t)tag;	/* loaded once, checked, used */
 		if (len > cap || (copy && len > iov[i].iov_len))
