@@ -435,21 +435,29 @@ static bool lv_pin_ours(const struct stat *st)
 	return false;
 }
 
+/* A stream over the directory open as @dirfd, which stays open; NULL on failure. */
+static DIR *lv_dir_stream(int dirfd)
+{
+	int fd = dup(dirfd);
+	DIR *d;
+
+	if (fd < 0)
+		return NULL;
+	d = fdopendir(fd);
+	if (!d)
+		close(fd);
+	return d;
+}
+
 /* Unpin everything in @name (open as @dirfd) and remove it.  flock() held. */
 static void lv_pin_rmdir(int rootfd, const char *name, int dirfd)
 {
 	struct dirent *de;
-	int fd;
 	DIR *d;
 
-	fd = dup(dirfd);
-	if (fd < 0)
+	d = lv_dir_stream(dirfd);
+	if (!d)
 		return;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
 	while ((de = readdir(d)))
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
 			unlinkat(dirfd, de->d_name, 0);
@@ -472,17 +480,12 @@ static void lv_pin_clean_stale(int rootfd)
 {
 	struct dirent *de;
 	struct stat st;
-	int fd, dfd;
+	int fd;
 	DIR *d;
 
-	dfd = dup(rootfd);
-	if (dfd < 0)
+	d = lv_dir_stream(rootfd);
+	if (!d)
 		return;
-	d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return;
-	}
 	while ((de = readdir(d))) {
 		unsigned int n;
 		int pid;
