@@ -531,13 +531,15 @@ static int sluice_produce(struct sluice_spsc *q, uint64_t n, unsigned int burst)
 		}
 		return 0;
 	}
+	/* send_batch only reads the iovecs: made once, as an application would. */
+	for (j = 0; j < BATCH; j++) {
+		iov[j].iov_base = pkt[j];
+		iov[j].iov_len = PKT;
+	}
 	for (i = 0; i < n; i += k) {
 		k = n - i < BATCH ? (unsigned int)(n - i) : BATCH;
-		for (j = 0; j < k; j++) {
+		for (j = 0; j < k; j++)
 			pkt_number(pkt[j], i + j);
-			iov[j].iov_base = pkt[j];
-			iov[j].iov_len = PKT;
-		}
 		ret = sluice_spsc_send_batch(q, iov, k);
 		if (ret != (int)k)
 			return ret < 0 ? ret : -EIO;
@@ -562,13 +564,13 @@ static int sluice_consume(struct sluice_spsc *q, uint64_t n, unsigned int burst,
 			wrong += ret != PKT || !pkt_is(pkt[0], i);
 		}
 	} else {
+		for (j = 0; j < BATCH; j++)
+			iov[j].iov_base = pkt[j];
 		for (i = 0; i < n; i += (unsigned int)ret) {
 			k = n - i < BATCH ? (unsigned int)(n - i) : BATCH;
 			/* recv_batch leaves each packet's length in iov_len. */
-			for (j = 0; j < k; j++) {
-				iov[j].iov_base = pkt[j];
+			for (j = 0; j < k; j++)
 				iov[j].iov_len = PKT;
-			}
 			ret = sluice_spsc_recv_batch(q, iov, k);
 			if (ret < 0)
 				break;
