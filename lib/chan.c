@@ -88,6 +88,7 @@
 #define SWEEP_NS		(20 * 1000000ull)
 #define BATCH_MAX		65535u
 #define WRITE_PREFETCH		256u		/* bytes ahead of a batch's stores */
+#define OWN_AHEAD_MAX		4096u		/* bytes owned ahead of the next batch */
 
 struct sluice_chan {
 	struct sluice_region *region;
@@ -147,6 +148,7 @@ struct sluice_chan_writer {
 	uint32_t len;			/* the slice's bytes */
 	uint32_t frames;
 	uint32_t want;			/* bytes a blocked reserve waits for */
+	bool alone;			/* the slice began where our last one ended */
 	struct waiting w;
 };
 
@@ -1242,6 +1244,7 @@ static int reserve(struct sluice_chan_writer *w, uint32_t len, uint32_t frames)
 	if (at != from)
 		seal(ch, from, (uint32_t)(at - from - CHAN_SLICE_HDR), 0, CHAN_SLICE_PAD);
 	w->held = true;
+	w->alone = from == w->at + w->len;
 	w->from = from;
 	w->at = at;
 	w->len = len;
@@ -1363,6 +1366,29 @@ static int reserve_frames(struct sluice_chan_writer *w, const struct iovec *iov,
 	return err;
 }
 
+/*
+ * After a slice: ask to own the lines of as many bytes again past its end
+ * (at most OWN_AHEAD_MAX), those below our limit, which no strong reader
+ * needs any more.  A writer that has the channel to itself writes its next
+ * slice there, and finds the lines ready instead of waiting for each
+ * (see own_ahead() in spsc.c).  Where other writers write between our
+ * slices, the bytes are likely theirs: taking their lines would slow them
+ * (2 writers, 1 reader: 117 -> 83 M frames/s when done regardless).
+ */
+static void own_ahead(const struct sluice_chan_writer *w)
+{
+	uint64_t from = w->at + w->len, n = w->len, off;
+
+	if (!w->alone)
+		return;
+	if (n > OWN_AHEAD_MAX)
+		n = OWN_AHEAD_MAX;
+	if (from + n > w->limit)
+		n = w->limit > from ? w->limit - from : 0;
+	for (off = 0; off < n; off += 64)
+		sluice__prefetch_own(bytes_at(w->ch, from + off));
+}
+
 static int write_batch(struct sluice_chan_writer *w, const struct iovec *iov,
 		       unsigned int n, bool block)
 {
@@ -1387,7 +1413,11 @@ static int write_batch(struct sluice_chan_writer *w, const struct iovec *iov,
 		copy_frame(base + off + CHAN_FRAME_HDR, iov[i].iov_base, f.len);
 		off += CHAN_FRAME_HDR + align_up(f.len, 8);
 	}
-	return sluice_chan_commit(w) ?: (int)n;
+	err = sluice_chan_commit(w);
+	if (err)
+		return err;
+	own_ahead(w);
+	return (int)n;
 }
 
 int sluice_chan_write_batch(struct sluice_chan_writer *w, const struct iovec *iov,
