@@ -838,10 +838,12 @@ uint32_t sluice_spsc_slot_size(const struct sluice_spsc *q)
 
 /*
  * Where cache lines travel slowly between the two cores, batches are
- * bound by the producer's stores (where they travel fast, by instructions:
- * see struct view).  Each slot's line is still in the consumer's cache
- * from the last lap, so every store waits for the line's ownership, and
- * the store buffer fills.  Three things keep more lines in flight:
+ * bound by the producer's stores (where the CPU runs slow, by
+ * instructions: see struct view; Documentation/spsc.md has the host's
+ * states, and one not yet understood).  Each slot's line is still in
+ * the consumer's cache from the last lap, so every store waits for the
+ * line's ownership, and the store buffer fills.  Three things keep more
+ * lines in flight:
  *
  * - 16-byte moves, half the store-buffer entries of 8-byte words per line
  *   (the forwarding stall that makes the inline path use words matters
