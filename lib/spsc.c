@@ -1017,24 +1017,25 @@ static inline void own_lines(unsigned char *d, uint32_t stride, uint32_t n)
 }
 
 /*
- * After a batch of @k: ask for the first line of each of the next @k slots
- * (at most OWN_AHEAD_MAX) that are free, @avail of them below the limit.
- * Free slots are the consumer's no more, so taking their lines away costs
- * it nothing, and a caller that sends batches of one size finds the next
- * batch's lines ready.  A wrong guess costs a few prefetches.
+ * After a batch of @k, published: ask for the first line of each of the
+ * next @k slots (at most OWN_AHEAD_MAX) that are free, those below the
+ * limit.  Free slots are the consumer's no more, so taking their lines
+ * away costs it nothing, and a caller that sends batches of one size
+ * finds the next batch's lines ready.  A wrong guess costs a few
+ * prefetches.
  */
-static void own_ahead(const struct view *v, uint32_t k, uint64_t avail)
+static void own_ahead(const struct sluice_spsc *q, uint32_t k)
 {
-	uint32_t first = (v->first + k) & v->mask, n, run;
+	struct view v = view_of(q);	/* at the next batch */
+	uint64_t avail = q->limit - v.pos;
+	uint32_t n, run;
 
 	n = k < OWN_AHEAD_MAX ? k : OWN_AHEAD_MAX;
 	if (avail < n)
 		n = (uint32_t)avail;
-	run = v->mask + 1 - first;
-	if (run > n)
-		run = n;
-	own_lines(v->slots + (size_t)first * v->stride, v->stride, run);
-	own_lines(v->slots, v->stride, n - run);
+	run = view_run(&v, n);
+	own_lines(view_data(&v, 0), v.stride, run);
+	own_lines(v.slots, v.stride, n - run);
 }
 
 /* Is any of @iov[from, n) longer than a slot? */
@@ -1080,7 +1081,7 @@ int sluice_spsc_try_send_batch(struct sluice_spsc *q, const struct iovec *iov,
 		return -EMSGSIZE;
 	tag_slots(&v, iov, k);
 	publish(q, v.pos + k);
-	own_ahead(&v, k, q->limit - q->pos);
+	own_ahead(q, k);
 	return (int)k;
 }
 
