@@ -47,6 +47,21 @@ static inline void sluice__cpu_relax(void)
 #endif
 }
 
+/* What a wait found ready when it ended: packets, slices or free slots. */
+enum sluice__slip_found {
+	SLUICE__SLIP_LONE,	/* just the one it waited for */
+	SLUICE__SLIP_BURST,	/* more behind it */
+	SLUICE__SLIP_FAR,	/* half the ring or more: the peer nearly had to wait */
+};
+
+/*
+ * Temporal slipping (see util.c): the pauses the next wait makes before its
+ * first poll, from the last wait's @slip, how many @polls that wait took and
+ * what it @found; at most @max.
+ */
+uint32_t sluice__slip_next(uint32_t slip, unsigned int polls,
+			   enum sluice__slip_found found, uint32_t max);
+
 /*
  * Ask for the line at @p in a state this core may write, ahead of the
  * stores: the other cores' copies are invalidated now rather than when a

@@ -612,40 +612,11 @@ static enum sluice__slip_found found_now(struct sluice_spsc *q)
 	return published(q, q->pos + 1, &tag) ? SLUICE__SLIP_BURST : SLUICE__SLIP_LONE;
 }
 
-/*
- * Temporal slipping (FastForward).  A side that polls the very line its
- * peer is writing takes it away from the peer on every packet, and both
- * crawl.  So when a wait ends almost at once and finds a burst waiting
- * (the peer streams and we are just faster), the next wait first lets the
- * peer get a few lines ahead.  When it finds a lone packet (a ping-pong,
- * sparse traffic), the pause only added latency: poll at once next time.
- * From no slip at all, a quick wait is enough to try a little.
- *
- * After a long enough pause a burst is always waiting, so that rule alone
- * ratchets the slip to its most on any stream, about 1.5 us.  On a large
- * ring that is harmless, and even helps (the consumer then takes whole
- * batches for a while).  On a small one the peer fills or drains the ring
- * within the pause and then waits too: at 128 slots each side spent a
- * third of its time waiting on the other.  So a pause that let the peer
- * get half the ring ahead halves (32 per call, 128 slots: 68 -> 88 Mpps
- * median of five paired runs; 1024 slots unchanged).
- */
-uint32_t sluice__spsc_slip_next(uint32_t slip, unsigned int polls,
-				enum sluice__slip_found found)
-{
-	if (polls > 2)
-		return slip / 2;	/* waited on: pausing bought nothing */
-	if (slip && found == SLUICE__SLIP_FAR)
-		return slip / 2;	/* overshot */
-	if (!slip || found != SLUICE__SLIP_LONE)
-		return slip * 2 + 1 < SLUICE__SLIP_MAX ? slip * 2 + 1 : SLUICE__SLIP_MAX;
-	return 0;			/* a lone packet: the pause was latency */
-}
-
 static void slip_adapt(struct sluice_spsc *q, unsigned int polls)
 {
-	q->slip = sluice__spsc_slip_next(q->slip, polls,
-					 polls <= 2 ? found_now(q) : SLUICE__SLIP_LONE);
+	q->slip = sluice__slip_next(q->slip, polls,
+				    polls <= 2 ? found_now(q) : SLUICE__SLIP_LONE,
+				    SLUICE__SPSC_SLIP_MAX);
 }
 
 /*

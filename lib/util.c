@@ -48,6 +48,36 @@ int sluice__name_check(const char *name, size_t max)
 	return 0;
 }
 
+/*
+ * Temporal slipping (FastForward).  A side that polls the very line its
+ * peer is writing takes it away from the peer on every packet, and both
+ * crawl.  So when a wait ends almost at once and finds a burst waiting
+ * (the peer streams and we are just faster), the next wait first lets the
+ * peer get a few lines ahead.  When it finds a lone packet (a ping-pong,
+ * sparse traffic), the pause only added latency: poll at once next time.
+ * From no slip at all, a quick wait is enough to try a little.
+ *
+ * After a long enough pause a burst is always waiting, so that rule alone
+ * ratchets the slip to @max on any stream.  On a large ring that is
+ * harmless, and even helps (the reader then takes whole batches for a
+ * while).  On a small one the peer fills or drains the ring within the
+ * pause and then waits too: on an SPSC ring of 128 slots each side spent
+ * a third of its time waiting on the other.  So a pause that let the peer
+ * get half the ring ahead halves (32 per call, 128 slots: 68 -> 88 Mpps
+ * median of five paired runs; 1024 slots unchanged).
+ */
+uint32_t sluice__slip_next(uint32_t slip, unsigned int polls,
+			   enum sluice__slip_found found, uint32_t max)
+{
+	if (polls > 2)
+		return slip / 2;	/* waited on: pausing bought nothing */
+	if (slip && found == SLUICE__SLIP_FAR)
+		return slip / 2;	/* overshot */
+	if (!slip || found != SLUICE__SLIP_LONE)
+		return slip * 2 + 1 < max ? slip * 2 + 1 : max;
+	return 0;			/* a lone packet: the pause was latency */
+}
+
 uint64_t sluice__fnv1a(const void *p, size_t len)
 {
 	const unsigned char *b = p;

@@ -925,7 +925,9 @@ static void test_ping_pong_between_processes_spinning_only(void **state)
 
 /* ---------------------------------------------------------------- slipping */
 
-/* sluice__spsc_slip_next(slip, polls, found): the policy, case by case. */
+/* sluice__slip_next(slip, polls, found, max): the policy, case by case. */
+#define NEXT(slip, polls, found) \
+	sluice__slip_next(slip, polls, found, SLUICE__SPSC_SLIP_MAX)
 #define LONE	SLUICE__SLIP_LONE
 #define BURST	SLUICE__SLIP_BURST
 #define FAR	SLUICE__SLIP_FAR
@@ -934,34 +936,38 @@ static void test_slip_grows_while_quick_waits_find_a_burst(void **state)
 {
 	(void)state;
 	/* From no slip, a quick wait alone is enough to try a little. */
-	assert_int_equal(sluice__spsc_slip_next(0, 1, LONE), 1);
-	assert_int_equal(sluice__spsc_slip_next(1, 1, BURST), 3);
-	assert_int_equal(sluice__spsc_slip_next(3, 2, BURST), 7);
-	assert_int_equal(sluice__spsc_slip_next(SLUICE__SLIP_MAX - 1, 1, BURST),
-			 SLUICE__SLIP_MAX);
-	assert_int_equal(sluice__spsc_slip_next(SLUICE__SLIP_MAX, 1, BURST),
-			 SLUICE__SLIP_MAX);
+	assert_int_equal(NEXT(0, 1, LONE), 1);
+	assert_int_equal(NEXT(1, 1, BURST), 3);
+	assert_int_equal(NEXT(3, 2, BURST), 7);
+	assert_int_equal(NEXT(SLUICE__SPSC_SLIP_MAX - 1, 1, BURST),
+			 SLUICE__SPSC_SLIP_MAX);
+	assert_int_equal(NEXT(SLUICE__SPSC_SLIP_MAX, 1, BURST),
+			 SLUICE__SPSC_SLIP_MAX);
+	/* Another most is kept to, also one that is not a power of two less one. */
+	assert_int_equal(sluice__slip_next(127, 1, BURST, 256), 255);
+	assert_int_equal(sluice__slip_next(255, 1, BURST, 256), 256);
+	assert_int_equal(sluice__slip_next(256, 2, BURST, 256), 256);
 }
 
 static void test_slip_stops_at_a_lone_packet_and_halves_on_a_long_wait(void **state)
 {
 	(void)state;
 	/* A ping-pong: the pause was only latency. */
-	assert_int_equal(sluice__spsc_slip_next(7, 1, LONE), 0);
+	assert_int_equal(NEXT(7, 1, LONE), 0);
 	/* The wait went on after the pause: the pause was not what it waited for. */
-	assert_int_equal(sluice__spsc_slip_next(40, 3, LONE), 20);
-	assert_int_equal(sluice__spsc_slip_next(40, 3, FAR), 20);
-	assert_int_equal(sluice__spsc_slip_next(1, 100, BURST), 0);
+	assert_int_equal(NEXT(40, 3, LONE), 20);
+	assert_int_equal(NEXT(40, 3, FAR), 20);
+	assert_int_equal(NEXT(1, 100, BURST), 0);
 }
 
 static void test_slip_halves_when_the_peer_got_half_a_ring_ahead(void **state)
 {
 	(void)state;
-	assert_int_equal(sluice__spsc_slip_next(SLUICE__SLIP_MAX, 1, FAR),
-			 SLUICE__SLIP_MAX / 2);
-	assert_int_equal(sluice__spsc_slip_next(9, 2, FAR), 4);
+	assert_int_equal(NEXT(SLUICE__SPSC_SLIP_MAX, 1, FAR),
+			 SLUICE__SPSC_SLIP_MAX / 2);
+	assert_int_equal(NEXT(9, 2, FAR), 4);
 	/* No slip yet: far ahead is still a reason to try one. */
-	assert_int_equal(sluice__spsc_slip_next(0, 1, FAR), 1);
+	assert_int_equal(NEXT(0, 1, FAR), 1);
 }
 
 /*
@@ -979,7 +985,7 @@ static void test_slip_settles_below_the_most_on_a_small_ring(void **state)
 	(void)state;
 	for (i = 0; i < 1000; i++) {
 		ahead = 2 + slip / 2;
-		slip = sluice__spsc_slip_next(slip, 1, ahead >= 16 ? FAR : BURST);
+		slip = NEXT(slip, 1, ahead >= 16 ? FAR : BURST);
 		if (i >= 900) {
 			lo = slip < lo ? slip : lo;
 			hi = slip > hi ? slip : hi;
@@ -987,9 +993,10 @@ static void test_slip_settles_below_the_most_on_a_small_ring(void **state)
 	}
 	print_message("    slip settles between %u and %u pauses\n", lo, hi);
 	assert_true(lo > 0);
-	assert_true(hi < SLUICE__SLIP_MAX);
+	assert_true(hi < SLUICE__SPSC_SLIP_MAX);
 }
 
+#undef NEXT
 #undef LONE
 #undef BURST
 #undef FAR
