@@ -49,6 +49,16 @@
  * with writers by design (it is the seqlock pattern: read, then validate)
  * and is kept out of ThreadSanitizer's sight, and only there.
  *
+ * Slipping.  A reader that polls the seal a writer is about to store, or
+ * reads lines right behind the writer (its hardware prefetcher running
+ * ahead onto lines still being written), takes them from the writer as it
+ * writes, and both crawl.  So a reader's wait that ends at once and finds
+ * a slice of many frames makes the next wait pause first, longer each
+ * time, up to SLIP_MAX pauses; a slice of one frame (a request, a reply)
+ * sets the pause back to none, a longer wait halves it, and so does
+ * finding the writers half a ring ahead (sluice__slip_next()).  The reader
+ * then reads a few slices at a time, lines the writers are done with.
+ *
  * Sleeping.  Readers sleep on rseq, writers on wseq, each counting itself
  * in rwait or wwait first.  The waker's side is Dekker's: seal or cursor
  * stored seq_cst, then rwait or wwait loaded seq_cst; the sleeper counts
@@ -63,6 +73,7 @@
  * monitor will make this immediate.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +100,7 @@
 #define BATCH_MAX		65535u
 #define WRITE_PREFETCH		256u		/* bytes ahead of a batch's stores */
 #define OWN_AHEAD_MAX		4096u		/* bytes owned ahead of the next batch */
+#define SLIP_MAX		256u		/* a reader's pauses: about 6 us */
 
 struct sluice_chan {
 	struct sluice_region *region;
@@ -133,6 +145,8 @@ struct waiting {
 	bool spin_fixed;
 	uint32_t idle;			/* try_ calls that said -EAGAIN */
 	uint64_t swept_at;		/* when one of them last swept */
+	uint32_t slip;			/* pauses before a wait's first poll */
+	unsigned int polls;		/* the last wait's; UINT_MAX: it slept */
 };
 
 struct sluice_chan_writer {
@@ -555,6 +569,10 @@ static int wait_for(struct sluice_chan *ch, struct waiting *w,
 	err = sluice_cancel_reason(w->cancel);
 	if (err)
 		return err;
+	/* Let the peer get ahead first (a reader's slip; see the top). */
+	for (i = 0; i < w->slip; i++)
+		sluice__cpu_relax();
+	w->polls = UINT_MAX;
 
 	/*
 	 * Spin for the budget: pause first; past YIELD_NS, yield the CPU on
@@ -568,6 +586,7 @@ static int wait_for(struct sluice_chan *ch, struct waiting *w,
 		if (err != -EAGAIN) {
 			spin_adapt(w, start ? sluice__now_ns(CLOCK_MONOTONIC) - start :
 				   (uint64_t)i * POLL_NS, true);
+			w->polls = i;
 			return err;
 		}
 		if (yielding) {
@@ -1702,7 +1721,14 @@ static void publish_cursor(struct sluice_chan_reader *r, uint64_t p)
 		sluice__futex_bump_wake(&ch->h->wseq);
 }
 
-static int try_read(struct sluice_chan_reader *r, struct iovec *iov, unsigned int n)
+/*
+ * The body of try_read(), inlined twice so that a strong reader's loop
+ * carries no test of @weak.  Within a slice the frames are walked with a
+ * pointer: a slice never crosses the ring's end (slice_fits()).
+ */
+static inline __attribute__((always_inline)) int
+try_read_as(struct sluice_chan_reader *r, struct iovec *iov, unsigned int n,
+	    const bool weak)
 {
 	struct sluice_chan *ch = r->ch;
 	/*
@@ -1711,10 +1737,10 @@ static int try_read(struct sluice_chan_reader *r, struct iovec *iov, unsigned in
 	 */
 	unsigned char *const data = ch->data;
 	const uint64_t mask = ch->mask;
-	uint64_t p = r->pos, end = r->end, from = r->pos, seal_v, want;
-	bool weak = r->kind == SLUICE_CHAN_WEAK;
+	uint64_t p = r->pos, end = r->end, from = r->pos, seal_v, want, room, step;
 	struct sluice_chan_slice *s;
 	uint32_t left = r->left, bytes, frames, len, kind;
+	const unsigned char *at;
 	unsigned int i = 0;
 
 	/* Acquire: what was terminated is seen whole; nothing else rides on it. */
@@ -1762,35 +1788,26 @@ static int try_read(struct sluice_chan_reader *r, struct iovec *iov, unsigned in
 			p += CHAN_SLICE_HDR;
 			left = frames;
 		}
-		/* A frame: its length, checked against its slice, then its bytes. */
-		/* Loaded once (volatile), then checked and used. */
-		len = weak ? racy_load32(data + (p & mask)) :
-			     *(const volatile uint32_t *)(data + (p & mask));
-		/* p <= end always (we moved it); len < 2^32: cannot wrap. */
-		if (CHAN_FRAME_HDR + align_up(len, 8) > end - p) {
-			if (!i)
-				return bad(r, from);
-			break;
-		}
-		if (len > iov[i].iov_len) {
-			if (i)
-				break;
-			if (weak && overrun(r, from))
-				return resume(r);
-			r->pos = p;
-			r->end = end;
-			r->left = left;
-			return -ENOBUFS;
-		}
-		if (weak)
-			racy_copy(iov[i].iov_base, data + ((p + CHAN_FRAME_HDR) & mask), len);
-		else
-			copy_frame(iov[i].iov_base, data + ((p + CHAN_FRAME_HDR) & mask), len);
-		iov[i].iov_len = len;
-		p += CHAN_FRAME_HDR + align_up(len, 8);
-		if (!--left)
-			p = end;
-		i++;
+		/* Frames: each length, checked against the slice, then its bytes. */
+		at = data + (p & mask);
+		room = end - p;
+		do {
+			/* Loaded once (volatile), then checked and used. */
+			len = weak ? racy_load32(at) : *(const volatile uint32_t *)at;
+			/* len < 2^32, so step cannot wrap; nor room, kept >= 0. */
+			step = CHAN_FRAME_HDR + align_up(len, 8);
+			if (step > room || len > iov[i].iov_len)
+				goto stop;
+			if (weak)
+				racy_copy(iov[i].iov_base, at + CHAN_FRAME_HDR, len);
+			else
+				copy_frame(iov[i].iov_base, at + CHAN_FRAME_HDR, len);
+			iov[i].iov_len = len;
+			at += step;
+			room -= step;
+			i++;
+		} while (--left && i < n);
+		p = left ? end - room : end;
 	}
 	if (!i) {
 		if (p != r->pos && !weak)
@@ -1800,6 +1817,26 @@ static int try_read(struct sluice_chan_reader *r, struct iovec *iov, unsigned in
 		r->left = left;
 		return nothing(r);
 	}
+	goto took;
+
+stop:
+	/* A frame we cannot take: past its slice, or bigger than its iovec. */
+	p = end - room;
+	if (step > room) {
+		if (!i)
+			return bad(r, from);
+		goto took;	/* what we took first is checked below */
+	}
+	if (i)
+		goto took;
+	if (weak && overrun(r, from))
+		return resume(r);
+	r->pos = p;
+	r->end = end;
+	r->left = left;
+	return -ENOBUFS;
+
+took:
 	if (weak && overrun(r, from))
 		return resume(r);
 	r->pos = p;
@@ -1808,6 +1845,12 @@ static int try_read(struct sluice_chan_reader *r, struct iovec *iov, unsigned in
 	if (!weak)
 		publish_cursor(r, p);
 	return (int)i;
+}
+
+static int try_read(struct sluice_chan_reader *r, struct iovec *iov, unsigned int n)
+{
+	return r->kind == SLUICE_CHAN_WEAK ? try_read_as(r, iov, n, true) :
+					     try_read_as(r, iov, n, false);
 }
 
 /* Readers' readiness for wait_for(): a slice, or a reason not to wait. */
@@ -1837,6 +1880,25 @@ static int frame_ready(void *arg)
 	return tail_pos(t) > r->pos + ch->cap ? 0 : -EAGAIN;
 }
 
+/*
+ * What a reader's wait found (see Slipping at the top): a slice of one
+ * frame is a request, a reply, sparse traffic; more is a stream.  The
+ * slice's header is in the line the wait polled; tail, which writers
+ * fight over, is looked at only when the slip would grow.  Both are
+ * hints: whatever they hold, the worst is a pause too long or too short.
+ */
+static enum sluice__slip_found reader_found(const struct sluice_chan_reader *r)
+{
+	const struct sluice_chan *ch = r->ch;
+	uint64_t t;
+
+	if (atomic_load_explicit(&slice_at(ch, r->end)->frames, memory_order_relaxed) < 2)
+		return SLUICE__SLIP_LONE;
+	t = tail_pos(atomic_load_explicit(&ch->h->tail, memory_order_relaxed));
+	return t > r->end && t - r->end >= ch->cap / 2 ? SLUICE__SLIP_FAR :
+							  SLUICE__SLIP_BURST;
+}
+
 static int read_batch(struct sluice_chan_reader *r, struct iovec *iov,
 		      unsigned int n, bool block)
 {
@@ -1862,6 +1924,9 @@ static int read_batch(struct sluice_chan_reader *r, struct iovec *iov,
 			       frame_ready, r, &deadline);
 		if (ret)
 			return ret;
+		r->w.slip = sluice__slip_next(r->w.slip, r->w.polls,
+					      r->w.polls <= 2 ? reader_found(r) :
+					      SLUICE__SLIP_LONE, SLIP_MAX);
 	}
 }
 

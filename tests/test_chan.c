@@ -2869,6 +2869,58 @@ static void test_impossible_frame_lengths_are_ebadmsg(void **state)
 }
 
 /*
+ * A length gone wrong after good frames of the same slice: a batch hands
+ * out the frames before it, and the next call says -EBADMSG, as does every
+ * call after that.
+ */
+static void test_an_impossible_length_after_good_frames_ends_the_batch_there(void **state)
+{
+	struct fx *f = *state;
+	struct sluice_chan *ch;
+	struct sluice_chan_writer *w;
+	struct sluice_chan_reader *r[2];
+	unsigned char out[3][F40], in[3][256];
+	struct iovec oi[3], ii[3];
+	struct sluice_chan_frame *second;
+	struct lay l;
+	unsigned int k, j;
+
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, NULL);
+	l = lay_of(f);
+	w = wr(ch, SLUICE_CHAN_STRONG, NULL);
+	r[0] = rd(ch, SLUICE_CHAN_STRONG, NULL);
+	r[1] = rd(ch, SLUICE_CHAN_WEAK, NULL);
+	for (k = 0; k < 3; k++) {
+		fill(out[k], k, F40);
+		oi[k] = (struct iovec){ out[k], F40 };
+	}
+	assert_int_equal(sluice_chan_write_batch(w, oi, 3), 3);
+	/*
+	 * Two frames of 48 bytes are left in the slice; claim 200, which the
+	 * buffers would hold.
+	 */
+	second = (struct sluice_chan_frame *)((unsigned char *)frame_at(&l, 0) +
+					      CHAN_FRAME_HDR + F40);
+	assert_int_equal(second->len, F40);
+	second->len = 200;
+	for (k = 0; k < 2; k++) {
+		for (j = 0; j < 3; j++)
+			ii[j] = (struct iovec){ in[j], sizeof(in[j]) };
+		assert_int_equal(sluice_chan_try_read_batch(r[k], ii, 3), 1);
+		assert_int_equal(ii[0].iov_len, F40);
+		assert_true(intact(in[0], 0, F40));
+		for (j = 0; j < 2; j++) {
+			ii[0] = (struct iovec){ in[0], sizeof(in[0]) };
+			assert_int_equal(sluice_chan_try_read_batch(r[k], ii, 3), -EBADMSG);
+		}
+	}
+	rshut(r[0]);
+	rshut(r[1]);
+	wshut(w);
+	cshut(ch);
+}
+
+/*
  * A slice whose seal is not its own is, as far as anyone can tell, a slice
  * not committed yet: readers wait for it (-EAGAIN, then -ETIMEDOUT), or
  * call it impossible (-EBADMSG).  Never do they hand out its frame.
@@ -4289,6 +4341,7 @@ int main(void)
 		/* corruption */
 		T(test_impossible_slice_headers_are_ebadmsg),
 		T(test_impossible_frame_lengths_are_ebadmsg),
+		T(test_an_impossible_length_after_good_frames_ends_the_batch_there),
 		T(test_a_slice_across_the_ring_end_is_ebadmsg),
 		T(test_a_slice_with_a_wrong_seal_is_never_read),
 		T(test_a_committed_ahead_of_the_tail_never_gives_a_new_reader_a_frame),
