@@ -584,6 +584,64 @@ const char *bench_ticks_describe(void)
 	return ticks_what;
 }
 
+/* ------------------------------------------------------------- the host */
+
+#define HOST_ROUNDS	20000u
+#define HOST_WARMUP	1000u		/* untimed: the first waits for the fork */
+#define HOST_ADDS	(20u * 1000 * 1000)
+
+struct host_probe {
+	_Alignas(64) _Atomic uint64_t ping;
+	_Alignas(64) _Atomic uint64_t pong;
+	_Alignas(64) struct bench_host h;
+};
+
+static int host_side(void *arg, int side)
+{
+	struct host_probe *p = arg;
+	uint64_t i, t0, x = 0;
+
+	/* Release and acquire: the round numbers are all that travel. */
+	if (side) {
+		for (i = 1; i <= HOST_WARMUP + HOST_ROUNDS; i++) {
+			while (atomic_load_explicit(&p->ping, memory_order_acquire) != i)
+				bench_cpu_relax();
+			atomic_store_explicit(&p->pong, i, memory_order_release);
+		}
+		return 0;
+	}
+	for (i = 1, t0 = 0; i <= HOST_WARMUP + HOST_ROUNDS; i++) {
+		if (i == HOST_WARMUP + 1)
+			t0 = bench_now_ns();
+		atomic_store_explicit(&p->ping, i, memory_order_release);
+		while (atomic_load_explicit(&p->pong, memory_order_acquire) != i)
+			bench_cpu_relax();
+	}
+	p->h.line_ns = (double)(bench_now_ns() - t0) / HOST_ROUNDS;
+	/* Adds that each wait for the last: one a cycle on any core. */
+	t0 = bench_now_ns();
+	for (i = 0; i < HOST_ADDS; i++) {
+		x++;
+		__asm__ __volatile__("" : "+r"(x));
+	}
+	p->h.ghz = (double)HOST_ADDS / (double)(bench_now_ns() - t0);
+	return 0;
+}
+
+int bench_host_probe(const int cpu[2], struct bench_host *h)
+{
+	struct host_probe *p = bench_shared_alloc(sizeof(*p));
+	int err;
+
+	if (!p)
+		return -ENOMEM;
+	err = bench_pair_run(host_side, p, cpu, 10000);
+	if (!err)
+		*h = p->h;
+	bench_shared_free(p, sizeof(*p));
+	return err;
+}
+
 /* ------------------------------------------------------------- two processes */
 
 void *bench_shared_alloc(size_t len)

@@ -219,6 +219,17 @@ double bench_ticks_ns(uint64_t ticks);
 /* "TSC at 2.45 GHz, 22 ns a read": what bench_ticks() is and costs. */
 const char *bench_ticks_describe(void);
 
+/*
+ * The host's state, to read the numbers beside it by: on a shared host
+ * both move within seconds, and every ratio with them.
+ */
+struct bench_host {
+	double line_ns;		/* a shared line's round trip between the pair */
+	double ghz;		/* the first CPU's clock: dependent adds a ns */
+};
+/* Measure it on @cpu (two processes, pinned).  Returns 0 or a negative errno. */
+int bench_host_probe(const int cpu[2], struct bench_host *h);
+
 /* ------------------------------------------------------------- two processes */
 
 /* Memory that forked children share with the parent and each other. */

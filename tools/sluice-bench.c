@@ -1526,6 +1526,18 @@ static void cpu_model(char *buf, size_t len)
 	fclose(f);
 }
 
+/*
+ * The host's state before and after a suite, under each of its tables: on
+ * a shared host a line's round trip and the CPU's clock change within
+ * seconds, and the ratios with them.
+ */
+static void host_note(struct bench_table *t, const int cpu[2], const struct bench_host h[2])
+{
+	bench_note(t, "host before / after: a cache line's round trip between CPUs %d and %d "
+		   "%.0f / %.0f ns; CPU %d's clock %.1f / %.1f GHz (dependent adds)",
+		   cpu[0], cpu[1], h[0].line_ns, h[1].line_ns, cpu[0], h[0].ghz, h[1].ghz);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -1546,6 +1558,8 @@ int main(int argc, char **argv)
 	struct bench_opts o = { .warmup = DEFAULT_WARMUP, .cpu = -1, .pair = { -1, -1 } };
 	const struct suite *run[SLUICE_ARRAY_SIZE(suites)];
 	unsigned int nrun = 0, nout = 0, i, j, k;
+	struct bench_host host[2];
+	bool probed;
 	unsigned long long v;
 	struct bench_table t[BENCH_TABLES_MAX];
 	char *end;
@@ -1674,9 +1688,14 @@ int main(int argc, char **argv)
 	for (i = 0; i < nrun && !bench_stop; i++) {
 		for (k = 0; k < BENCH_TABLES_MAX; k++)
 			bench_table_init(&t[k], run[i]->name);
+		probed = !bench_host_probe(o.pair, &host[0]);
 		err = run[i]->run(&o, t);
 		if (err)
 			ret = EXIT_FAIL;
+		if (probed && !bench_stop && !bench_host_probe(o.pair, &host[1]))
+			for (k = 0; k < BENCH_TABLES_MAX; k++)
+				if (t[k].ncols)
+					host_note(&t[k], o.pair, host);
 		/* Every table the suite filled, one JSON object each. */
 		for (k = 0; k < BENCH_TABLES_MAX; k++) {
 			if (!t[k].ncols)
