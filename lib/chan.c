@@ -1886,31 +1886,37 @@ static int frame_ready(void *arg)
 }
 
 /*
- * What a reader's wait found (see Slipping at the top): a slice of one
- * frame is a request, a reply, sparse traffic; more is a stream.  The
- * slice's header is in the line the wait polled; tail, which writers
- * fight over, is looked at only when the slip would grow.  Both are
- * hints: whatever they hold, the worst is a pause too long or too short.
+ * Set the next wait's slip (see Slipping at the top) after a wait and the
+ * call that followed it, which began at @from and took @took frames (or
+ * failed).  One frame with no more in its slice is a request, a reply,
+ * sparse traffic; more is a stream.  What the call took is known and
+ * checked: the slice's header is not read again, since a wait also ends
+ * at a drain or an overrun, where no slice of ours is there (a weak
+ * reader's may be a later lap's, being written).  tail, which writers
+ * fight over, is looked at only when the slip would grow, and only as a
+ * hint: the worst it can do is make a pause too long or too short.
  */
-static enum sluice__slip_found reader_found(const struct sluice_chan_reader *r)
+static void slip_adapt(struct sluice_chan_reader *r, uint64_t from, int took)
 {
 	const struct sluice_chan *ch = r->ch;
+	enum sluice__slip_found found = SLUICE__SLIP_LONE;
 	uint64_t t;
 
-	if (atomic_load_explicit(&slice_at(ch, r->end)->frames, memory_order_relaxed) < 2)
-		return SLUICE__SLIP_LONE;
-	t = tail_pos(atomic_load_explicit(&ch->h->tail, memory_order_relaxed));
-	return t > r->end && t - r->end >= ch->cap / 2 ? SLUICE__SLIP_FAR :
-							  SLUICE__SLIP_BURST;
+	if (r->w.polls <= 2 && took > 0 && (uint64_t)took + r->left > 1) {
+		t = tail_pos(atomic_load_explicit(&ch->h->tail, memory_order_relaxed));
+		found = t > from && t - from >= ch->cap / 2 ? SLUICE__SLIP_FAR :
+							      SLUICE__SLIP_BURST;
+	}
+	r->w.slip = sluice__slip_next(r->w.slip, r->w.polls, found, SLIP_MAX);
 }
 
 static int read_batch(struct sluice_chan_reader *r, struct iovec *iov,
 		      unsigned int n, bool block)
 {
-	uint64_t deadline = 0;
-	int ret;
-
+	uint64_t deadline = 0, from;
+	bool waited = false;
 	unsigned int i;
+	int ret;
 
 	if (!r || !iov || !n)
 		return -EINVAL;
@@ -1918,7 +1924,10 @@ static int read_batch(struct sluice_chan_reader *r, struct iovec *iov,
 		if (!iov[i].iov_base && iov[i].iov_len)
 			return -EINVAL;
 	for (;;) {
+		from = r->pos;
 		ret = try_read(r, iov, n);
+		if (waited && ret != -EAGAIN)
+			slip_adapt(r, from, ret);
 		if (ret != -EAGAIN)
 			return ret;
 		if (!block) {
@@ -1929,9 +1938,7 @@ static int read_batch(struct sluice_chan_reader *r, struct iovec *iov,
 			       frame_ready, r, &deadline);
 		if (ret)
 			return ret;
-		r->w.slip = sluice__slip_next(r->w.slip, r->w.polls,
-					      r->w.polls <= 2 ? reader_found(r) :
-					      SLUICE__SLIP_LONE, SLIP_MAX);
+		waited = true;
 	}
 }
 
