@@ -52,12 +52,13 @@
  * Slipping.  A reader that polls the seal a writer is about to store, or
  * reads lines right behind the writer (its hardware prefetcher running
  * ahead onto lines still being written), takes them from the writer as it
- * writes, and both crawl.  So a reader's wait that ends at once and finds
- * a slice of many frames makes the next wait pause first, longer each
- * time, up to SLIP_MAX pauses; a slice of one frame (a request, a reply)
- * sets the pause back to none, a longer wait halves it, and so does
- * finding the writers half a ring ahead (sluice__slip_next()).  The reader
- * then reads a few slices at a time, lines the writers are done with.
+ * writes, and both crawl.  So when a reader's wait ends at once and the
+ * read after it finds a stream (more than one frame), the next wait
+ * pauses first, longer each time, up to SLIP_MAX pauses; a lone frame (a
+ * request, a reply) sets the pause back to none, a longer wait halves it,
+ * and so does finding the writers half a ring ahead (slip_adapt(),
+ * sluice__slip_next()).  The reader then reads a few slices at a time,
+ * lines the writers are done with.
  *
  * Sleeping.  Readers sleep on rseq, writers on wseq, each counting itself
  * in rwait or wwait first.  The waker's side is Dekker's: seal or cursor
