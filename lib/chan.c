@@ -1828,13 +1828,10 @@ try_read_as(struct sluice_chan_reader *r, struct iovec *iov, unsigned int n,
 stop:
 	/* A frame we cannot take: past its slice, or bigger than its iovec. */
 	p = end - room;
-	if (step > room) {
-		if (!i)
-			return bad(r, from);
-		goto took;	/* what we took first is checked below */
-	}
 	if (i)
-		goto took;
+		goto took;	/* what we took first is checked below */
+	if (step > room)
+		return bad(r, from);
 	if (weak && overrun(r, from))
 		return resume(r);
 	r->pos = p;

@@ -1572,9 +1572,7 @@ static void test_send_batch_rejects_oversize_atomically(void **state)
 	struct sluice_spsc *p, *c;
 	unsigned char b[4][65];
 	struct iovec iov[4];
-	unsigned int i;
-
-	unsigned int bad;
+	unsigned int i, bad;
 
 	make_pair(f, 8, 64, NULL, &p, &c);
 	/* Six taken: room for two, so a partial send would show. */
