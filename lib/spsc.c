@@ -12,11 +12,15 @@
  * of the next slot, the line it has to fetch anyway; it never polls an
  * index the producer writes on every packet, which would drag that line
  * back and forth once per packet (tried: 4x slower).  The producer caches
- * head + count and reloads head only when that says full.  tail is stored
- * after each publication for the eventfd bridge, takeover and tools; the
- * consumer never polls it, and end of stream is CLOSED plus the tags.  Whatever is loaded from the other side is checked: a head
- * outside [pos - count, pos], or a length over the slot size, is -EBADMSG;
- * a tag that does not match just means "not published yet".
+ * head + count and reloads head only when that says full.  tail is not
+ * stored on the data path at all, only announced: when the producer wakes
+ * its peer (for the eventfd bridge, which follows it) and when it closes.
+ * So tail is a lower bound of what was published, often behind head; the
+ * tags say the rest (a takeover walks them), and end of stream is CLOSED
+ * plus the tags.  Whatever is loaded from the other side is checked: a
+ * head outside [pos - count, pos], a tail more than count ahead of head,
+ * or a length over the slot size, is -EBADMSG; a tag that does not match
+ * just means "not published yet".
  *
  * Sleeping without losing a wakeup.  A side that found nothing to do spins
  * for a while, then sleeps on its futex word (side.seq).  The classic
@@ -339,15 +343,19 @@ static int handle_init(struct sluice_region *r, struct sluice_spsc_ring *ring,
 	 */
 	head = atomic_load_explicit(&ring->head, memory_order_acquire);
 	tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
-	if (tail - head > q->count) {
+	/* tail lags (it is announced, not kept), but never leads by a lap. */
+	if ((int64_t)(tail - head) > (int64_t)q->count) {
 		err = -EBADMSG;
 		goto err_release;
 	}
 	if (role == SLUICE_SPSC_PRODUCER) {
 		/*
-		 * A producer that died between publishing a tag and storing
-		 * tail left tail behind: carry on after what it published.
+		 * What the last producer published runs from the later of
+		 * head and tail to the first slot without its tag: carry on
+		 * there.  At most a ring's worth of tags to look at.
 		 */
+		if ((int64_t)(tail - head) < 0)
+			tail = head;
 		while (tail - head < q->count &&
 		       SLUICE_SPSC_TAG_IS(atomic_load_explicit(sluice__spsc_tag(q, tail),
 							       memory_order_acquire), tail))
@@ -475,6 +483,9 @@ void sluice_spsc_close(struct sluice_spsc *q)
 		sluice_liveness_unwatch(q->live, q->watch_id);
 	if (q->ev)
 		ev_stop(q);
+	/* Our last announcement: pairs with the acquire loads of tail. */
+	if (q->role == SLUICE_SPSC_PRODUCER)
+		atomic_store_explicit(&q->ring->tail, q->pos, memory_order_release);
 	/*
 	 * Pairs with the acquire load of ctl in refill(): a peer that sees
 	 * CLOSED sees every packet we published before it.
@@ -547,7 +558,13 @@ int sluice__spsc_refill(struct sluice_spsc *q)
 /* The peer armed itself: Dekker's side of the waker (see the top). */
 void sluice__spsc_wake(struct sluice_spsc *q)
 {
-	/* Orders our index store before the load of waiting. */
+	/*
+	 * Announce how far we got, after the tags: pairs with the eventfd
+	 * bridge's acquire load of tail, its index in the Dekker protocol.
+	 */
+	if (q->role == SLUICE_SPSC_PRODUCER)
+		atomic_store_explicit(&q->ring->tail, q->pos, memory_order_release);
+	/* Orders our index store (tag, tail or head) before the load of waiting. */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&q->peer->waiting, memory_order_relaxed))
 		wake_side(q->peer);
@@ -925,14 +942,14 @@ static int nothing_taken(struct sluice_spsc *q, size_t cap)
 	return (uint32_t)tag > cap ? -ENOBUFS : 0;
 }
 
-/* Make our new index visible (one store) and wake the peer if it sleeps. */
+/*
+ * Make our new index visible and wake the peer if it sleeps.  A producer's
+ * tags, already stored, are its publication: tail waits for the kick.
+ */
 static void publish(struct sluice_spsc *q, uint64_t pos)
 {
 	q->pos = pos;
-	if (q->role == SLUICE_SPSC_PRODUCER)
-		/* For the eventfd bridge and tools: pairs with their acquire. */
-		atomic_store_explicit(&q->ring->tail, pos, memory_order_release);
-	else
+	if (q->role == SLUICE_SPSC_CONSUMER)
 		/* Pairs with the producer's acquire load of head in refill. */
 		atomic_store_explicit(&q->ring->head, pos, memory_order_release);
 	sluice__spsc_kick(q);
@@ -1279,7 +1296,7 @@ int sluice_spsc_release(struct sluice_spsc *q, unsigned int n)
  */
 struct ev_bridge {
 	struct sluice_spsc *q;		/* only its immutable and shared parts */
-	uint64_t seen;			/* tail as of the start */
+	uint64_t seen;			/* tail when the bridge began */
 	pthread_t thread;
 	int efd;
 	_Atomic bool stop;
@@ -1358,10 +1375,20 @@ static void ev_park(struct ev_bridge *ev, uint32_t since)
 	atomic_store_explicit(&ev->parked, 0, memory_order_relaxed);
 }
 
+/* Make the eventfd readable. */
+static void ev_signal(struct ev_bridge *ev)
+{
+	uint64_t one = 1;
+
+	if (write(ev->efd, &one, sizeof(one)) < 0) {
+		/* Counter full: the reader is far behind anyway. */
+	}
+}
+
 static void *ev_thread(void *arg)
 {
 	struct ev_bridge *ev = arg;
-	uint64_t seen = ev->seen, one = 1;
+	uint64_t seen = ev->seen;
 	uint32_t since;
 	bool eos = false;
 
@@ -1369,9 +1396,7 @@ static void *ev_thread(void *arg)
 		since = atomic_load_explicit(&ev->drained, memory_order_seq_cst);
 		if (!ev_wait_news(ev, &seen, &eos))
 			break;
-		if (write(ev->efd, &one, sizeof(one)) < 0) {
-			/* Counter full: the reader is far behind anyway. */
-		}
+		ev_signal(ev);
 		ev_park(ev, since);
 	}
 	return NULL;
@@ -1380,6 +1405,7 @@ static void *ev_thread(void *arg)
 int sluice_spsc_fd(struct sluice_spsc *q)
 {
 	struct ev_bridge *ev;
+	uint64_t tag;
 	int err;
 
 	if (!q || q->role != SLUICE_SPSC_CONSUMER)
@@ -1390,7 +1416,6 @@ int sluice_spsc_fd(struct sluice_spsc *q)
 	if (!ev)
 		return -ENOMEM;
 	ev->q = q;
-	ev->seen = q->pos;	/* read here: the consumer's thread owns q->pos */
 	ev->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (ev->efd < 0) {
 		err = -errno;
@@ -1398,6 +1423,15 @@ int sluice_spsc_fd(struct sluice_spsc *q)
 	}
 	q->ev = ev;
 	arm(q);
+	/*
+	 * The bridge's news is tail moving on from here.  A send after arm()
+	 * sees ARMED and announces tail; one before it stored its tag where
+	 * we can see it now (membarrier), and so did one whose tail we load
+	 * here (release, acquire).  Packets already waiting: readable now.
+	 */
+	ev->seen = atomic_load_explicit(&q->ring->tail, memory_order_acquire);
+	if (published(q, q->pos, &tag))
+		ev_signal(ev);
 	err = -pthread_create(&ev->thread, NULL, ev_thread, ev);
 	if (err)
 		goto err_close;
