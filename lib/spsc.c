@@ -292,6 +292,31 @@ static bool watch_peer(struct sluice_spsc *q)
 	return true;
 }
 
+/* Does tag word @t publish packet @idx?  The tag, loaded once, in @tag. */
+static inline bool tag_publishes(_Atomic uint64_t *t, uint64_t idx, uint64_t *tag)
+{
+	/* Pairs with the producer's release store of the tag. */
+	*tag = atomic_load_explicit(t, memory_order_acquire);
+	return SLUICE_SPSC_TAG_IS(*tag, idx);
+}
+
+/* Is packet @idx published?  Its tag, if so, in @tag. */
+static bool published(const struct sluice_spsc *q, uint64_t idx, uint64_t *tag)
+{
+	return tag_publishes(sluice__spsc_tag(q, idx), idx, tag);
+}
+
+/*
+ * A producer's announcement of how far it got, after its tags (see the
+ * top): pairs with the acquire loads of tail in ev_news(), sluice_spsc_fd()
+ * and handle_init().
+ */
+static void announce(struct sluice_spsc *q)
+{
+	if (q->role == SLUICE_SPSC_PRODUCER)
+		atomic_store_explicit(&q->ring->tail, q->pos, memory_order_release);
+}
+
 static int handle_init(struct sluice_region *r, struct sluice_spsc_ring *ring,
 		       const struct sluice_spsc_ring *cfg,
 		       enum sluice_spsc_role role,
@@ -299,7 +324,7 @@ static int handle_init(struct sluice_region *r, struct sluice_spsc_ring *ring,
 		       struct sluice_spsc **out)
 {
 	struct sluice_spsc *q;
-	uint64_t head, tail;
+	uint64_t head, tail, tag;
 	uint32_t spin;
 	int err;
 
@@ -356,9 +381,7 @@ static int handle_init(struct sluice_region *r, struct sluice_spsc_ring *ring,
 		 */
 		if ((int64_t)(tail - head) < 0)
 			tail = head;
-		while (tail - head < q->count &&
-		       SLUICE_SPSC_TAG_IS(atomic_load_explicit(sluice__spsc_tag(q, tail),
-							       memory_order_acquire), tail))
+		while (tail - head < q->count && published(q, tail, &tag))
 			tail++;
 		q->pos = tail;
 		q->limit = head + q->count;
@@ -483,9 +506,7 @@ void sluice_spsc_close(struct sluice_spsc *q)
 		sluice_liveness_unwatch(q->live, q->watch_id);
 	if (q->ev)
 		ev_stop(q);
-	/* Our last announcement: pairs with the acquire loads of tail. */
-	if (q->role == SLUICE_SPSC_PRODUCER)
-		atomic_store_explicit(&q->ring->tail, q->pos, memory_order_release);
+	announce(q);	/* our last */
 	/*
 	 * Pairs with the acquire load of ctl in refill(): a peer that sees
 	 * CLOSED sees every packet we published before it.
@@ -500,20 +521,6 @@ void sluice_spsc_close(struct sluice_spsc *q)
 static void disarm(struct sluice_spsc *q);
 struct ev_bridge;
 static void ev_drained(struct ev_bridge *ev);
-
-/* Does tag word @t publish packet @idx?  The tag, loaded once, in @tag. */
-static inline bool tag_publishes(_Atomic uint64_t *t, uint64_t idx, uint64_t *tag)
-{
-	/* Pairs with the producer's release store of the tag. */
-	*tag = atomic_load_explicit(t, memory_order_acquire);
-	return SLUICE_SPSC_TAG_IS(*tag, idx);
-}
-
-/* Is packet @idx published?  Its tag, if so, in @tag. */
-static bool published(const struct sluice_spsc *q, uint64_t idx, uint64_t *tag)
-{
-	return tag_publishes(sluice__spsc_tag(q, idx), idx, tag);
-}
 
 /*
  * Look again at what the peer did.  Returns 0 when there is room
@@ -558,12 +565,7 @@ int sluice__spsc_refill(struct sluice_spsc *q)
 /* The peer armed itself: Dekker's side of the waker (see the top). */
 void sluice__spsc_wake(struct sluice_spsc *q)
 {
-	/*
-	 * Announce how far we got, after the tags: pairs with the eventfd
-	 * bridge's acquire load of tail, its index in the Dekker protocol.
-	 */
-	if (q->role == SLUICE_SPSC_PRODUCER)
-		atomic_store_explicit(&q->ring->tail, q->pos, memory_order_release);
+	announce(q);	/* the eventfd bridge's index in the Dekker protocol */
 	/* Orders our index store (tag, tail or head) before the load of waiting. */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&q->peer->waiting, memory_order_relaxed))
