@@ -1061,58 +1061,111 @@ const char *sluice_pages_str(enum sluice_pages p)
 /* ------------------------------------------------------------- directory */
 
 /*
- * Copy entry @idx out of shared memory and check the copy: a live entry
- * with a valid name, a type, and a range inside the heap.
+ * A private copy of the directory.  Readers and the allocator take one,
+ * check it whole, and from then on use only the copy: a peer may rewrite
+ * the shared directory at any moment.
  */
-static int obj_read(const struct sluice_region *r, unsigned int idx,
-		    struct sluice_obj_info *info)
-{
-	struct sluice_obj_entry e;
+struct dir_copy {
+	uint64_t top;				/* heap_top */
+	unsigned int n;				/* nr_objs */
+	struct sluice_obj_entry e[SLUICE_REGION_OBJS_MAX];
+};
 
-	memcpy(&e, &r->hdr->objs[idx], sizeof(e));
-	if (e.state != SLUICE_OBJ_LIVE || !e.type ||
-	    memchr(e.name, '\0', sizeof(e.name)) == NULL ||
-	    sluice__name_check(e.name, SLUICE_OBJ_NAME_MAX) ||
-	    e.off < SLUICE_REGION_HEAP_OFF || !e.size ||
-	    e.off > r->size || e.size > r->size - e.off)
+/*
+ * One entry of a copy: live, a type, a valid NUL-terminated name, and a
+ * non-empty range from the heap start to at most @top.  @top is already
+ * known to lie inside the region, so the range does too; the comparisons
+ * cannot overflow.
+ */
+static bool entry_ok(const struct sluice_obj_entry *e, uint64_t top)
+{
+	return e->state == SLUICE_OBJ_LIVE && e->type &&
+	       memchr(e->name, '\0', sizeof(e->name)) &&
+	       !sluice__name_check(e->name, SLUICE_OBJ_NAME_MAX) &&
+	       e->off >= SLUICE_REGION_HEAP_OFF && e->size &&
+	       e->off <= top && e->size <= top - e->off;
+}
+
+/*
+ * Copy the directory out of shared memory into @d and check the copy: at
+ * most SLUICE_REGION_OBJS_MAX entries, a heap top inside the heap, every
+ * entry sound and ending at or below the top, and no two entries sharing
+ * a byte.  Anything else is -EBADMSG, and @d is then not to be used.
+ * Every walk of the directory goes through here, so every caller gets the
+ * same answer for the same bytes.
+ *
+ * Overlap is tested pair by pair, O(n^2): at most 64 * 63 / 2 = 2016
+ * pairs, on calls that are rare (attach, allocation, listing).  It takes
+ * no scratch space and no sort, and it tests the rule itself rather than
+ * the increasing order in which this allocator happens to place entries.
+ */
+static int dir_read(const struct sluice_region *r, struct dir_copy *d)
+{
+	const struct sluice_obj_entry *a, *b;
+	unsigned int i, j;
+	uint64_t top;
+	uint32_t n;
+
+	/* Pairs with the release store of nr_objs in alloc: n entries are whole. */
+	n = atomic_load_explicit(&r->hdr->nr_objs, memory_order_acquire);
+	/*
+	 * Relaxed, after the acquire above: the allocator that published
+	 * entry n - 1 stored heap_top before its release store of n, so this
+	 * sees that top or a later, higher one, at or above the end of every
+	 * counted entry.  Any other value is a peer's, and fails below.
+	 */
+	top = atomic_load_explicit(&r->hdr->heap_top, memory_order_relaxed);
+	if (n > SLUICE_REGION_OBJS_MAX || top < SLUICE_REGION_HEAP_OFF ||
+	    top > r->size)
 		return -EBADMSG;
-	memcpy(info->name, e.name, sizeof(info->name));
-	info->type = e.type;
-	info->offset = e.off;
-	info->size = e.size;
+	memcpy(d->e, r->hdr->objs, n * sizeof(d->e[0]));
+	for (i = 0; i < n; i++)
+		if (!entry_ok(&d->e[i], top))
+			return -EBADMSG;
+	for (i = 0; i < n; i++) {
+		a = &d->e[i];
+		for (j = i + 1; j < n; j++) {
+			b = &d->e[j];
+			if (a->off < b->off + b->size && b->off < a->off + a->size)
+				return -EBADMSG;
+		}
+	}
+	d->top = top;
+	d->n = n;
 	return 0;
 }
 
-/* Published entries: pairs with the release store of nr_objs in alloc. */
-static int nr_objs_of(const struct sluice_region *r, unsigned int *n)
+static void obj_info_fill(struct sluice_obj_info *info,
+			  const struct sluice_obj_entry *e)
 {
-	uint32_t v = atomic_load_explicit(&r->hdr->nr_objs, memory_order_acquire);
-
-	if (v > SLUICE_REGION_OBJS_MAX)
-		return -EBADMSG;
-	*n = v;
-	return 0;
+	memcpy(info->name, e->name, sizeof(info->name));
+	info->type = e->type;
+	info->offset = e->off;
+	info->size = e->size;
 }
 
 int sluice_region_obj(const struct sluice_region *r, unsigned int idx,
 		      struct sluice_obj_info *info)
 {
-	unsigned int n;
+	struct dir_copy d;
 	int err;
 
 	if (!r || !info)
 		return -EINVAL;
-	err = nr_objs_of(r, &n);
+	err = dir_read(r, &d);
 	if (err)
 		return err;
-	return idx < n ? obj_read(r, idx, info) : -ENOENT;
+	if (idx >= d.n)
+		return -ENOENT;
+	obj_info_fill(info, &d.e[idx]);
+	return 0;
 }
 
 int sluice_region_find(const struct sluice_region *r, const char *name,
 		       struct sluice_obj_info *info)
 {
-	struct sluice_obj_info tmp;
-	unsigned int i, n;
+	struct dir_copy d;
+	unsigned int i;
 	int err;
 
 	if (!r || !info)
@@ -1120,15 +1173,12 @@ int sluice_region_find(const struct sluice_region *r, const char *name,
 	err = sluice__name_check(name, SLUICE_OBJ_NAME_MAX);
 	if (err)
 		return err;
-	err = nr_objs_of(r, &n);
+	err = dir_read(r, &d);
 	if (err)
 		return err;
-	for (i = 0; i < n; i++) {
-		err = obj_read(r, i, &tmp);
-		if (err)
-			return err;
-		if (!strcmp(tmp.name, name)) {
-			*info = tmp;
+	for (i = 0; i < d.n; i++) {
+		if (!strcmp(d.e[i].name, name)) {
+			obj_info_fill(info, &d.e[i]);
 			return 0;
 		}
 	}
@@ -1204,9 +1254,9 @@ int sluice_region_alloc(struct sluice_region *r, const char *name,
 			uint64_t *off)
 {
 	struct sluice_obj_entry *e;
-	struct sluice_obj_info tmp;
-	unsigned int i, n;
-	uint64_t top, start;
+	struct dir_copy d;
+	uint64_t start;
+	unsigned int i;
 	int err;
 
 	if (!r || !off || !type || !size)
@@ -1222,29 +1272,25 @@ int sluice_region_alloc(struct sluice_region *r, const char *name,
 	err = dir_lock(r);
 	if (err)
 		return err;
-	err = nr_objs_of(r, &n);
+	err = dir_read(r, &d);
 	if (err)
 		goto out_unlock;
-	for (i = 0; i < n; i++) {
-		err = obj_read(r, i, &tmp);
-		if (err)
-			goto out_unlock;
-		if (!strcmp(tmp.name, name)) {
+	for (i = 0; i < d.n; i++) {
+		if (!strcmp(d.e[i].name, name)) {
 			err = -EEXIST;
 			goto out_unlock;
 		}
 	}
-	if (n == SLUICE_REGION_OBJS_MAX) {
+	if (d.n == SLUICE_REGION_OBJS_MAX) {
 		err = -ENOSPC;
 		goto out_unlock;
 	}
-	top = atomic_load_explicit(&r->hdr->heap_top, memory_order_relaxed);
-	if (top < SLUICE_REGION_HEAP_OFF || top > r->size) {
-		err = -EBADMSG;
-		goto out_unlock;
-	}
-	start = (top + align - 1) & ~(align - 1);
-	if (start < top || start > r->size || size > r->size - start) {
+	/*
+	 * At or above the checked top, and so past the end of every entry:
+	 * the new object overlaps none of them.
+	 */
+	start = (d.top + align - 1) & ~(align - 1);
+	if (start < d.top || start > r->size || size > r->size - start) {
 		err = -ENOSPC;
 		goto out_unlock;
 	}
@@ -1256,7 +1302,7 @@ int sluice_region_alloc(struct sluice_region *r, const char *name,
 	 * A large object holds the lock for as long as this takes.
 	 */
 	memset((char *)r->hdr + start, 0, size);
-	e = &r->hdr->objs[n];
+	e = &r->hdr->objs[d.n];
 	memset(e, 0, sizeof(*e));
 	strcpy(e->name, name);
 	e->type = type;
@@ -1265,10 +1311,10 @@ int sluice_region_alloc(struct sluice_region *r, const char *name,
 	e->state = SLUICE_OBJ_LIVE;
 	atomic_store_explicit(&r->hdr->heap_top, start + size, memory_order_relaxed);
 	/*
-	 * Publish the entry.  Pairs with the acquire load in nr_objs_of():
-	 * a reader that counts entry n sees it whole.
+	 * Publish the entry.  Pairs with the acquire load in dir_read():
+	 * a reader that counts entry n sees it whole, and the top above it.
 	 */
-	atomic_store_explicit(&r->hdr->nr_objs, n + 1, memory_order_release);
+	atomic_store_explicit(&r->hdr->nr_objs, d.n + 1, memory_order_release);
 	dir_unlock(r);
 	*off = start;
 	return 0;
