@@ -66,12 +66,27 @@
  * itself seq_cst, then re-checks with seq_cst loads.  One of the two sees
  * the other.
  *
- * Dead peers.  A sleeper wakes every SWEEP_NS to look for the dead: a
- * writer dead with a slice reserved (its slice is sealed SKIP in its place,
- * so readers and committed move on), a strong writer dead (its place is
- * freed and counts no more toward drain), a strong reader dead (freed, so
- * it holds nobody back).  Sweeps run under the region lock.  The liveness
- * monitor will make this immediate.
+ * Waiting.  Every wait of a blocking call checks the call's one deadline
+ * and the token on every pass, whatever its readiness test says, and a
+ * readiness test answers the question its call asks (frame_ready() and
+ * the read share why_nothing(); room_ready() and reserve() look at the
+ * same bits), so "ready" means the call makes progress or fails.  Should
+ * they still disagree (a peer rewriting shared words between the two
+ * looks), a call that keeps waking to find nothing stops trusting the
+ * test after STUCK_MAX passes and naps on the futex between tries,
+ * sweeping as a sleeper does.
+ *
+ * Dead peers.  A sleeper looks for the dead every SWEEP_NS, and at once
+ * when its liveness monitor saw a peer die: a writer dead with a slice
+ * reserved (its slice is sealed SKIP in its place, so readers and
+ * committed move on; see abandon() for every position it can die in), a
+ * strong writer dead (its place is freed, and the channel drains if no
+ * strong writer is left), a strong reader dead (freed, so it holds nobody
+ * back).  Sweeps run under the region lock.
+ *
+ * Bounds.  A peer can make one call do only so much: a read passes at
+ * most SKIPS_MAX empty slices (pads, skips) before it returns, a walk of
+ * committed at most one lap, a sweep one look at each place.
  */
 #include <errno.h>
 #include <limits.h>
@@ -89,6 +104,7 @@
 #include "chan_layout.h"
 #include "futex.h"
 #include "internal.h"
+#include "testpoint.h"
 
 #define DEFAULT_TIMEOUT_NS	(5 * 1000000000ull)
 #define SPIN_MAX_NS		50000u
@@ -99,6 +115,10 @@
 #define IDLE_EVERY		1024u		/* try_ -EAGAINs between clock reads */
 #define SWEEP_NS		(20 * 1000000ull)
 #define BATCH_MAX		65535u
+#define SKIPS_MAX		64u		/* empty slices a read passes */
+#define CAS_TRIES		256u		/* lost reservations, then -EAGAIN */
+#define STUCK_MAX		4u		/* passes that found nothing, trusted */
+#define NAP_NS			(1000000ull)	/* a distrusted pass's sleep, at most */
 #define OWN_AHEAD_MAX		4096u		/* bytes owned ahead of the next batch */
 #define SLIP_MAX		256u		/* a reader's pauses: about 6 us */
 
@@ -149,12 +169,21 @@ struct waiting {
 	unsigned int polls;		/* the last wait's; UINT_MAX: it slept */
 };
 
+/* One blocking call's waits: the deadline and the sweeps span them all. */
+struct wait_call {
+	uint64_t deadline;		/* 0 until a wait reads the clock */
+	uint64_t next_sweep;		/* 0 until a wait sleeps */
+	unsigned int passes;		/* waits so far */
+	unsigned int stuck;		/* of them, in a row without progress */
+};
+
 struct sluice_chan_writer {
 	struct sluice_chan *ch;
 	uint32_t kind;
 	int32_t ent;			/* our place, -1: none (weak, idle) */
 	uint32_t hint;			/* weak: the place we took last */
 	uint64_t limit;			/* may reserve below this (cached) */
+	uint64_t committed;		/* the latest committed seen: it only grows */
 	/* The outstanding slice. */
 	bool held;
 	uint64_t from;			/* reservation (pad included) */
@@ -170,6 +199,8 @@ struct sluice_chan_reader {
 	struct sluice_chan *ch;
 	uint32_t kind;
 	uint32_t ent;
+	uint64_t owner;			/* our place's owner word */
+	uint64_t cursor;		/* strong: the cursor we published last */
 	uint64_t pos;			/* next byte to read */
 	uint64_t end;			/* end of the slice being read */
 	uint32_t left;			/* frames left in it */
@@ -224,6 +255,30 @@ static inline void copy_frame(void *dst, const void *src, size_t n)
 static uint64_t tail_pos(uint64_t t)
 {
 	return t & CHAN_TAIL_POS;
+}
+
+/* What a tail word says to a writer: 0 (reserve on), or why not. */
+static int tail_verdict(uint64_t t)
+{
+	if (t & CHAN_TAIL_TERM)
+		return -ECONNABORTED;
+	if (t & CHAN_TAIL_DRAIN)
+		return -EPIPE;
+	if (t % 16)		/* slices start on 16: not a tail we made */
+		return -EBADMSG;
+	return 0;
+}
+
+/*
+ * ctl says terminated: -ECONNABORTED if tail says so too.  Whoever ends a
+ * channel sets tail's bit before ctl's (set_ending(), both seq_cst), so
+ * once ctl's is seen (acquire), tail's shows: a bit in ctl alone was
+ * written by a peer, not by a channel call.
+ */
+static int term_verdict(const struct sluice_chan *ch)
+{
+	return atomic_load_explicit(&ch->h->tail, memory_order_seq_cst) & CHAN_TAIL_TERM ?
+	       -ECONNABORTED : -EBADMSG;
 }
 
 /*
@@ -338,17 +393,20 @@ static void wake_all(struct sluice_chan *ch)
  * the CAS, which fails unless committed is still c, is the check.  While
  * committed is c, nobody reserves a lap past it, and the bytes are c's.
  * A walk that misses a seal just stored stops short; the committer's own
- * wake (wake_sleepers()) covers anyone waiting on it.
+ * wake (wake_sleepers()) covers anyone waiting on it.  A walk takes at
+ * most a lap's worth of slices (none is under 16 bytes), more than honest
+ * writers ever leave behind (an eighth of the ring): a peer rewriting
+ * committed under it cannot keep it walking.
  */
 static void advance(struct sluice_chan *ch)
 {
 	struct sluice_chan_hdr *h = ch->h;
-	uint64_t c, next, seal, tail;
+	uint64_t c, next, seal, tail, steps;
 	struct sluice_chan_slice *s;
 	uint32_t bytes;
 
 	c = atomic_load_explicit(&h->committed, memory_order_seq_cst);
-	for (;;) {
+	for (steps = 0; steps < ch->cap / 16; steps++) {
 		tail = tail_pos(atomic_load_explicit(&h->tail, memory_order_acquire));
 		if (c >= tail || c % 16)
 			break;
@@ -548,20 +606,21 @@ static uint64_t deadline_of(const struct waiting *w, uint64_t now)
 
 /*
  * Wait until @ready says something other than -EAGAIN, on futex @seq,
- * counted in @nwait.  @deadline is 0 until a wait of the call has read the
- * clock: a clock read costs as much as a frame in a VM, so a wait reads it
- * only once it has lasted CLOCK_EVERY polls.  Returns 0 (go and look), or
- * an error.
+ * counted in @nwait, within call @c's deadline.  The first wait of a call
+ * reads the clock only once it has lasted CLOCK_EVERY polls (a clock read
+ * costs as much as a frame in a VM); every later one reads it at once, as
+ * the call went round without getting anywhere.  Returns 0 (go and look),
+ * or an error.
  */
 static int wait_for(struct sluice_chan *ch, struct waiting *w,
 		    _Atomic uint32_t *seq, _Atomic uint32_t *nwait,
-		    int (*ready)(void *), void *arg, uint64_t *deadline)
+		    int (*ready)(void *), void *arg, struct wait_call *c)
 {
 	/* A budget shorter than CLOCK_EVERY polls is checked every poll. */
 	unsigned int every = w->spin_ns < CLOCK_EVERY * POLL_NS ? 1 : CLOCK_EVERY;
-	uint64_t now, start = 0, sleep_start, next_sweep;
+	uint64_t now, start = 0, sleep_start, wake_at;
 	struct sluice__waiter waiter;
-	bool yielding = false;
+	bool yielding = false, distrust = false;
 	unsigned int i;
 	uint32_t val;
 	int err;
@@ -569,10 +628,22 @@ static int wait_for(struct sluice_chan *ch, struct waiting *w,
 	err = sluice_cancel_reason(w->cancel);
 	if (err)
 		return err;
+	if (c->passes++) {
+		now = sluice__now_ns(CLOCK_MONOTONIC);
+		if (!c->deadline)
+			c->deadline = deadline_of(w, now);
+		if (now >= c->deadline)
+			return -ETIMEDOUT;
+		/* "Ready" led nowhere, time and again: sleep between tries. */
+		distrust = c->stuck > STUCK_MAX;
+	}
+	c->stuck++;		/* the caller zeroes it when it gets somewhere */
+	w->polls = UINT_MAX;
+	if (distrust)
+		goto sleep;
 	/* Let the peer get ahead first (a reader's slip; see the top). */
 	for (i = 0; i < w->slip; i++)
 		sluice__cpu_relax();
-	w->polls = UINT_MAX;
 
 	/*
 	 * Spin for the budget: pause first; past YIELD_NS, yield the CPU on
@@ -600,9 +671,9 @@ static int wait_for(struct sluice_chan *ch, struct waiting *w,
 		if (!start)
 			start = now;
 		yielding = now - start >= YIELD_NS;
-		if (!*deadline)
-			*deadline = deadline_of(w, now);
-		if (now >= *deadline)
+		if (!c->deadline)
+			c->deadline = deadline_of(w, now);
+		if (now >= c->deadline)
 			return -ETIMEDOUT;
 		err = sluice_cancel_reason(w->cancel);
 		if (err)
@@ -610,28 +681,29 @@ static int wait_for(struct sluice_chan *ch, struct waiting *w,
 		if (w->spin_max != UINT32_MAX && now - start >= w->spin_ns)
 			break;
 	}
-	sleep_start = sluice__now_ns(CLOCK_MONOTONIC);
-	if (!*deadline)
-		*deadline = deadline_of(w, sleep_start);
 
-	/* Sleep. */
+sleep:
+	sleep_start = sluice__now_ns(CLOCK_MONOTONIC);
+	if (!c->deadline)
+		c->deadline = deadline_of(w, sleep_start);
+	if (!c->next_sweep)
+		c->next_sweep = sleep_start + SWEEP_NS;
 	err = sluice__cancel_arm(w->cancel, &waiter, seq);
 	if (err)
 		return err;
 	atomic_fetch_add_explicit(nwait, 1, memory_order_seq_cst);
-	next_sweep = sluice__now_ns(CLOCK_MONOTONIC) + SWEEP_NS;
 	for (;;) {
 		val = atomic_load_explicit(seq, memory_order_acquire);
 		/* Dekker's sleeper: the count before the re-check. */
 		atomic_thread_fence(memory_order_seq_cst);
-		err = ready(arg);
+		err = distrust ? -EAGAIN : ready(arg);
 		if (err != -EAGAIN)
 			break;
 		err = sluice_cancel_reason(w->cancel);
 		if (err)
 			break;
 		now = sluice__now_ns(CLOCK_MONOTONIC);
-		if (now >= *deadline) {
+		if (now >= c->deadline) {
 			err = -ETIMEDOUT;
 			break;
 		}
@@ -642,15 +714,22 @@ static int wait_for(struct sluice_chan *ch, struct waiting *w,
 		 */
 		if ((ch->live && atomic_exchange_explicit(&ch->dead_seen, 0,
 							  memory_order_seq_cst)) ||
-		    now >= next_sweep) {
+		    now >= c->next_sweep) {
 			sweep(ch);
-			next_sweep = now + SWEEP_NS;
+			c->next_sweep = now + SWEEP_NS;
 			continue;
 		}
 		/* Peers that joined since we last looked, too. */
 		if (ch->live)
 			watch_peers(ch);
-		sluice__futex_wait(seq, val, next_sweep < *deadline ? next_sweep : *deadline);
+		wake_at = c->next_sweep < c->deadline ? c->next_sweep : c->deadline;
+		if (distrust && now + NAP_NS < wake_at)
+			wake_at = now + NAP_NS;
+		sluice__futex_wait(seq, val, wake_at);
+		if (distrust) {
+			err = 0;	/* napped: let the call look again */
+			break;
+		}
 	}
 	atomic_fetch_sub_explicit(nwait, 1, memory_order_relaxed);
 	sluice__cancel_disarm(w->cancel, &waiter);
@@ -661,31 +740,53 @@ static int wait_for(struct sluice_chan *ch, struct waiting *w,
 /* ------------------------------------------------------------- sweeping */
 
 /*
- * The slice a dead writer reserved from @from, @len bytes, at @at: seal it
- * SKIP (and its pad) unless it got sealed.  Under the region lock.
+ * Dead writers.  A sweep must seal SKIP every slice a dead writer won and
+ * did not seal, wherever it died, and touch nothing else.  What it rests on:
+ *
+ *  (1) Reservations tile the positions: each CAS moves tail from one
+ *      writer's @from to its end, so exactly one writer wins each @from.
+ *  (2) A writer stores its intent (from, len, CLAIMING) before its CAS,
+ *      FILLING after winning it, then seals its pad (a wrap's), then its
+ *      slice, and only then goes IDLE or gives its place back.
+ *  (3) committed passes only sealed slices, and nobody reserves a lap
+ *      past committed: bytes at or above committed are this lap's, and
+ *      an unsealed slice at p keeps committed at or below p.
+ *  (4) The dead store nothing more, and sweeps run one at a time, under
+ *      the region lock; the living never seal at another's position.
+ *
+ * A dead place says which reservation it held, if any (claim_of()):
+ *
+ *  - IDLE: none; whatever it won is sealed (2).
+ *  - FILLING: it won @from (2), unless another place says FILLING from
+ *    @from too, which no honest pair can: then one is forged, and we
+ *    seal nothing.
+ *  - CLAIMING: it died before or after its CAS.  It lost if tail has not
+ *    passed @from, or if committed passed @from or a seal of @from is
+ *    there (a winner that died CLAIMING had sealed nothing yet, and its
+ *    unsealed bytes hold committed back: (3)); or if another place says
+ *    FILLING from @from (1).  A live place CLAIMING from @from may be
+ *    the loser or the winner about to say so: unsure, look again at the
+ *    next sweep (it says FILLING or moves on within instructions).  A
+ *    dead one CLAIMING from @from is a tie between two dead, and the
+ *    winner's reservation ends where the next begins: at tail, at a
+ *    seal, or at some place's @from (confirmed()).  Two that confirm
+ *    have the same end, so the same reservation.  Nobody else claiming
+ *    @from: it won.
+ *
+ * abandon() then seals, for the winner, what it left unsealed: its pad
+ * at @from (on a wrap) unless sealed, then its slice at @at unless
+ * sealed.  Each part is judged on its own: the pad may be sealed and
+ * passed by committed (a reader joining walks it) while the slice is not,
+ * and once passed, its bytes may already hold the next lap's slices.
+ * A seal word is read before committed: if committed is still at or
+ * below the part's position after the read, the read was of this lap (3),
+ * and nobody else can seal there until we do (4).
  */
-static void abandon(struct sluice_chan *ch, uint64_t from, uint64_t at, uint32_t len)
-{
-	uint64_t v;
-
-	/*
-	 * committed cannot pass an unsealed slice, and nobody reserves a lap
-	 * past committed: below it, these bytes may be a later lap's; at or
-	 * above it, they are still the dead writer's.
-	 */
-	if (atomic_load_explicit(&ch->h->committed, memory_order_acquire) > from)
-		return;
-	v = atomic_load_explicit(&slice_at(ch, from)->seal, memory_order_acquire);
-	if (sealed(ch, v, from) && (at == from || (v & 3) != CHAN_SLICE_PAD))
-		return;		/* sealed before dying, or not its slice */
-	if (at != from && !sealed(ch, v, from))
-		seal(ch, from, (uint32_t)(at - from - CHAN_SLICE_HDR), 0, CHAN_SLICE_PAD);
-	v = atomic_load_explicit(&slice_at(ch, at)->seal, memory_order_acquire);
-	if (sealed(ch, v, at))
-		return;
-	seal(ch, at, len - CHAN_SLICE_HDR, 0, CHAN_SLICE_SKIP);
-	atomic_fetch_add_explicit(&ch->h->abandoned, len, memory_order_relaxed);
-}
+enum claim {
+	CLAIM_NONE,		/* holds no unsealed reservation */
+	CLAIM_WON,		/* won @from: seal what it left */
+	CLAIM_UNSURE,		/* look again at the next sweep */
+};
 
 /* Where a reservation of @len bytes from @from puts its slice. */
 static uint64_t slice_start(const struct sluice_chan *ch, uint64_t from, uint32_t len)
@@ -695,25 +796,111 @@ static uint64_t slice_start(const struct sluice_chan *ch, uint64_t from, uint32_
 	return off + len > ch->cap ? from + (ch->cap - off) : from;
 }
 
-/* Did the dead writer at @i win its reservation?  Under the region lock. */
-static bool won(struct sluice_chan *ch, uint32_t i, uint64_t from)
+static bool sealed_at(const struct sluice_chan *ch, uint64_t pos)
 {
-	uint64_t tail = tail_pos(atomic_load_explicit(&ch->h->tail, memory_order_acquire));
-	uint32_t j, st;
+	return sealed(ch, atomic_load_explicit(&slice_at(ch, pos)->seal,
+					       memory_order_seq_cst), pos);
+}
 
-	if (tail <= from)
-		return false;
+/* Does something begin at @end: tail, a seal, a place's reservation? */
+static bool confirmed(struct sluice_chan *ch, uint64_t tail, uint64_t end)
+{
+	uint32_t j;
+
+	if (tail == end || sealed_at(ch, end))
+		return true;
 	for (j = 0; j < ch->writers_max; j++) {
 		struct sluice_chan_went *e = &ch->writers[j];
 
-		if (j == i || !atomic_load_explicit(&e->owner, memory_order_acquire))
-			continue;
-		st = atomic_load_explicit(&e->state, memory_order_acquire);
-		if (st != CHAN_W_IDLE && atomic_load_explicit(&e->from, memory_order_relaxed) == from)
-			return false;	/* another holds that position */
+		if (atomic_load_explicit(&e->owner, memory_order_acquire) &&
+		    atomic_load_explicit(&e->state, memory_order_acquire) != CHAN_W_IDLE &&
+		    atomic_load_explicit(&e->from, memory_order_relaxed) == end)
+			return true;
 	}
-	/* Nobody else claims it, yet tail passed it: it was this one's. */
-	return true;
+	return false;
+}
+
+/* The dead writer at place @i, in state @st: see the top of this section. */
+static enum claim claim_of(struct sluice_chan *ch, uint32_t i, uint32_t st,
+			   uint64_t from, uint32_t len)
+{
+	uint64_t tail = tail_pos(atomic_load_explicit(&ch->h->tail, memory_order_seq_cst));
+	uint64_t committed, end = slice_start(ch, from, len) + len, owner;
+	bool tie = false, tie_confirmed = false;
+	uint32_t j, st2;
+
+	if (st == CHAN_W_CLAIMING) {
+		if (tail <= from || sealed_at(ch, from))
+			return CLAIM_NONE;
+		committed = atomic_load_explicit(&ch->h->committed, memory_order_seq_cst);
+		if (committed > from)
+			return CLAIM_NONE;
+	}
+	for (j = 0; j < ch->writers_max; j++) {
+		struct sluice_chan_went *e = &ch->writers[j];
+
+		owner = atomic_load_explicit(&e->owner, memory_order_acquire);
+		if (j == i || !owner)
+			continue;
+		st2 = atomic_load_explicit(&e->state, memory_order_acquire);
+		if (st2 == CHAN_W_IDLE || atomic_load_explicit(&e->from, memory_order_relaxed) != from)
+			continue;
+		if (st2 == CHAN_W_FILLING)
+			return CLAIM_NONE;	/* it won @from, or one of us is forged */
+		if (st == CHAN_W_FILLING)
+			continue;		/* a loser on its way to its next try */
+		if (owner_alive(owner, atomic_load_explicit(&e->start, memory_order_relaxed)))
+			return CLAIM_UNSURE;
+		tie = true;
+		if (confirmed(ch, tail, slice_start(ch, from,
+						    atomic_load_explicit(&e->len, memory_order_relaxed)) +
+					 atomic_load_explicit(&e->len, memory_order_relaxed)))
+			tie_confirmed = true;
+	}
+	if (!tie || confirmed(ch, tail, end))
+		return CLAIM_WON;
+	return tie_confirmed ? CLAIM_NONE : CLAIM_UNSURE;
+}
+
+/*
+ * Seal what the dead winner of @from, @len bytes, left unsealed: see the
+ * top of this section.  Under the region lock.
+ */
+static void abandon(struct sluice_chan *ch, uint64_t from, uint32_t len)
+{
+	struct sluice_chan_hdr *h = ch->h;
+	uint64_t at = slice_start(ch, from, len), v;
+
+	/* A reservation tail has not passed is no reservation: forged. */
+	if (at + len > tail_pos(atomic_load_explicit(&h->tail, memory_order_seq_cst)))
+		return;
+	if (at != from) {
+		v = atomic_load_explicit(&slice_at(ch, from)->seal, memory_order_seq_cst);
+		if (sealed(ch, v, from)) {
+			if ((v & 3) != CHAN_SLICE_PAD)
+				return;		/* not our pad: not our reservation */
+		} else if (atomic_load_explicit(&h->committed, memory_order_seq_cst) <= from) {
+			seal(ch, from, (uint32_t)(at - from - CHAN_SLICE_HDR), 0, CHAN_SLICE_PAD);
+		}
+		/* Else passed, so sealed, and its bytes are a later lap's now. */
+	}
+	if (sealed_at(ch, at) ||
+	    atomic_load_explicit(&h->committed, memory_order_seq_cst) > at)
+		return;			/* sealed before it died */
+	seal(ch, at, len - CHAN_SLICE_HDR, 0, CHAN_SLICE_SKIP);
+	atomic_fetch_add_explicit(&h->abandoned, len, memory_order_relaxed);
+}
+
+/* Is any place held by a strong writer that is not on its way out? */
+static bool strong_left(const struct sluice_chan *ch)
+{
+	uint32_t i;
+
+	for (i = 0; i < ch->writers_max; i++)
+		if (CHAN_OWNER_KIND(atomic_load_explicit(&ch->writers[i].owner,
+							 memory_order_seq_cst)) == SLUICE_CHAN_STRONG)
+			return true;
+	return false;
 }
 
 /*
@@ -722,11 +909,10 @@ static bool won(struct sluice_chan *ch, uint32_t i, uint64_t from)
  *
  * The owner is loaded again after the verdict.  One that closed and
  * exited between the first load and the verdict gave the place back
- * itself (and its strong_writers count with it), and another may hold
- * the place now: clearing it again would count a writer out twice or put
- * a live end out.  Once its owner is dead, only a sweep (under the region
- * lock) changes a place that is not free, so the answer holds until the
- * sweep clears it.
+ * itself, and another may hold the place now: clearing it again would
+ * put a live end out.  Once its owner is dead, only a sweep (under the
+ * region lock) changes a place that is not free, so the answer holds
+ * until the sweep clears it.
  */
 static bool dead_owner(const struct sluice_chan *ch, _Atomic uint64_t *place,
 		       _Atomic uint64_t *start_word, uint64_t *owner)
@@ -741,12 +927,14 @@ static bool dead_owner(const struct sluice_chan *ch, _Atomic uint64_t *place,
 	       atomic_load_explicit(place, memory_order_acquire) == *owner;
 }
 
+static int set_ending(struct sluice_chan *ch, uint64_t tail_bit, uint32_t ctl_bit);
+
 static void sweep(struct sluice_chan *ch)
 {
-	struct sluice_chan_hdr *h = ch->h;
+	bool changed = false, strong_gone = false;
+	uint32_t i, st, len, kind;
 	uint64_t owner, from;
-	bool changed = false;
-	uint32_t i, st, len;
+	enum claim claim;
 
 	if (sluice__region_lock(ch->region))
 		return;
@@ -758,18 +946,20 @@ static void sweep(struct sluice_chan *ch)
 		st = atomic_load_explicit(&e->state, memory_order_acquire);
 		from = atomic_load_explicit(&e->from, memory_order_relaxed);
 		len = atomic_load_explicit(&e->len, memory_order_relaxed);
-		if (st == CHAN_W_FILLING || (st == CHAN_W_CLAIMING && won(ch, i, from))) {
-			/* A length a live writer could not have written: leave it. */
-			if (len >= CHAN_SLICE_HDR && len <= ch->cap / 2 && !(len % 16) && !(from % 16))
-				abandon(ch, from, slice_start(ch, from, len), len);
-		}
+		/* A reservation a live writer could not have made: no claim. */
+		claim = CLAIM_NONE;
+		if ((st == CHAN_W_FILLING || st == CHAN_W_CLAIMING) &&
+		    len >= CHAN_SLICE_HDR && len <= ch->cap / 2 && !(len % 16) && !(from % 16))
+			claim = claim_of(ch, i, st, from, len);
+		if (claim == CLAIM_UNSURE)
+			continue;
+		if (claim == CLAIM_WON)
+			abandon(ch, from, len);
 		atomic_store_explicit(&e->state, CHAN_W_IDLE, memory_order_relaxed);
-		atomic_store_explicit(&e->owner, 0, memory_order_release);
-		if (CHAN_OWNER_KIND(owner) == SLUICE_CHAN_STRONG &&
-		    atomic_fetch_sub_explicit(&h->strong_writers, 1, memory_order_seq_cst) == 1) {
-			atomic_fetch_or_explicit(&h->tail, CHAN_TAIL_DRAIN, memory_order_seq_cst);
-			atomic_fetch_or_explicit(&h->ctl, CHAN_CTL_DRAIN, memory_order_seq_cst);
-		}
+		/* seq_cst: Dekker with a strong writer's close (strong_left()). */
+		atomic_store_explicit(&e->owner, 0, memory_order_seq_cst);
+		kind = CHAN_OWNER_KIND(owner);
+		strong_gone |= kind == SLUICE_CHAN_STRONG || kind == CHAN_KIND_CLOSING;
 		changed = true;
 	}
 	for (i = 0; i < ch->readers_max; i++) {
@@ -779,9 +969,12 @@ static void sweep(struct sluice_chan *ch)
 			continue;
 		atomic_store_explicit(&e->owner, 0, memory_order_seq_cst);
 		if (CHAN_OWNER_KIND(owner) == SLUICE_CHAN_STRONG)
-			atomic_fetch_add_explicit(&h->swept, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&ch->h->swept, 1, memory_order_relaxed);
 		changed = true;
 	}
+	/* The last strong writer died: the channel drains, as at its close. */
+	if (strong_gone && !strong_left(ch))
+		set_ending(ch, CHAN_TAIL_DRAIN, CHAN_CTL_DRAIN);
 	sluice__region_unlock(ch->region);
 	if (changed) {
 		advance(ch);
@@ -1037,10 +1230,13 @@ int sluice_chan_info(struct sluice_chan *ch, struct sluice_chan_info *info)
 		else if (CHAN_OWNER_KIND(owner) == SLUICE_CHAN_WEAK)
 			info->weak_readers++;
 	}
-	for (i = 0; i < ch->writers_max; i++)
-		if (atomic_load_explicit(&ch->writers[i].owner, memory_order_acquire))
+	for (i = 0; i < ch->writers_max; i++) {
+		owner = atomic_load_explicit(&ch->writers[i].owner, memory_order_acquire);
+		if (owner)
 			info->writers_busy++;
-	info->strong_writers = atomic_load_explicit(&h->strong_writers, memory_order_acquire);
+		if (CHAN_OWNER_KIND(owner) == SLUICE_CHAN_STRONG)
+			info->strong_writers++;
+	}
 	ctl = atomic_load_explicit(&h->ctl, memory_order_acquire);
 	/* committed before tail: both only grow, so honest ones compare right. */
 	info->committed = atomic_load_explicit(&h->committed, memory_order_acquire);
@@ -1050,7 +1246,7 @@ int sluice_chan_info(struct sluice_chan *ch, struct sluice_chan_info *info)
 	info->tail = tail_pos(tail);
 	info->abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
 	info->swept = atomic_load_explicit(&h->swept, memory_order_relaxed);
-	if (info->committed > info->tail || info->strong_writers > ch->writers_max)
+	if (info->committed > info->tail)
 		return -EBADMSG;
 	return 0;
 }
@@ -1079,12 +1275,13 @@ static int place_take(struct sluice_chan *ch, uint32_t kind, uint32_t hint, uint
 		free_ = 0;
 		/*
 		 * A plain look first (no line taken for a busy place), then
-		 * the CAS; acquire pairs with the release that freed it, so
-		 * the last owner's stores are behind us.
+		 * the CAS: it acquires the last owner's stores (pairs with
+		 * the release or seq_cst store that freed it), and is in the
+		 * total order for strong_left() (a closing writer's Dekker).
 		 */
 		if (atomic_load_explicit(&e->owner, memory_order_relaxed) ||
 		    !atomic_compare_exchange_strong_explicit(&e->owner, &free_, want,
-							     memory_order_acquire,
+							     memory_order_seq_cst,
 							     memory_order_relaxed))
 			continue;
 		/* Sweepers and watch_peers() read these; start 0 means unknown. */
@@ -1138,7 +1335,17 @@ int sluice_chan_writer_open(struct sluice_chan *ch, enum sluice_chan_kind kind,
 			return err;
 		}
 		w->ent = (int32_t)ent;
-		atomic_fetch_add_explicit(&ch->h->strong_writers, 1, memory_order_seq_cst);
+		/*
+		 * Placed, look again: the last strong writer may have closed
+		 * before it could see us.  (One closing right as we look can
+		 * still drain; our first write then says -EPIPE.)
+		 */
+		tail = atomic_load_explicit(&ch->h->tail, memory_order_seq_cst);
+		if (tail & (CHAN_TAIL_TERM | CHAN_TAIL_DRAIN)) {
+			place_give(ch, ent);
+			free(w);
+			return tail & CHAN_TAIL_TERM ? -ECONNABORTED : -EPIPE;
+		}
 	}
 	atomic_fetch_add_explicit(&ch->ends, 1, memory_order_relaxed);
 	*out = w;
@@ -1147,7 +1354,7 @@ int sluice_chan_writer_open(struct sluice_chan *ch, enum sluice_chan_kind kind,
 
 /*
  * Recompute how far we may reserve.  Returns 0, or -EBADMSG if committed
- * or a strong reader's cursor is past tail.
+ * or a strong reader's cursor is past tail, or committed went back.
  */
 static int refresh_limit(struct sluice_chan_writer *w)
 {
@@ -1158,6 +1365,9 @@ static int refresh_limit(struct sluice_chan_writer *w)
 	/* committed first, then the places (seq_cst): see the top. */
 	advance(ch);
 	min = atomic_load_explicit(&ch->h->committed, memory_order_seq_cst);
+	if (min < w->committed)
+		return -EBADMSG;	/* it only grows: a peer moved it back */
+	w->committed = min;
 	max = min;
 	for (i = 0; i < ch->readers_max; i++) {
 		struct sluice_chan_rent *e = &ch->readers[i];
@@ -1201,11 +1411,20 @@ static int reserve(struct sluice_chan_writer *w, uint32_t len, uint32_t frames)
 	struct sluice_chan *ch = w->ch;
 	struct sluice_chan_went *e;
 	uint64_t t, from, at, end;
-	uint32_t ent;
+	uint32_t ent, tries = 0;
 	int err;
 
 	if (w->held)
 		return -EBUSY;
+	/*
+	 * Acquire: pairs with the CAS that made t (its writer's intent).
+	 * The ends are looked at before a place: a channel that is over is
+	 * over for a weak writer that finds no free place, too.
+	 */
+	t = atomic_load_explicit(&ch->h->tail, memory_order_acquire);
+	err = tail_verdict(t);
+	if (err)
+		return err;
 	if (w->ent < 0) {
 		err = place_take(ch, SLUICE_CHAN_WEAK, w->hint, &ent);
 		if (err)
@@ -1214,21 +1433,10 @@ static int reserve(struct sluice_chan_writer *w, uint32_t len, uint32_t frames)
 		w->hint = ent;
 	}
 	e = &ch->writers[w->ent];
-	/* Acquire: pairs with the CAS that made t (its writer's intent). */
-	t = atomic_load_explicit(&ch->h->tail, memory_order_acquire);
 	for (;;) {
-		if (t & CHAN_TAIL_TERM) {
-			err = -ECONNABORTED;
+		err = tail_verdict(t);
+		if (err)
 			goto out_idle;
-		}
-		if (t & CHAN_TAIL_DRAIN) {
-			err = -EPIPE;
-			goto out_idle;
-		}
-		if (t % 16) {		/* slices start on 16: not a tail we made */
-			err = -EBADMSG;
-			goto out_idle;
-		}
 		from = t;
 		at = slice_start(ch, from, len);
 		end = at + len;
@@ -1249,19 +1457,28 @@ static int reserve(struct sluice_chan_writer *w, uint32_t len, uint32_t frames)
 		atomic_store_explicit(&e->from, from, memory_order_relaxed);
 		atomic_store_explicit(&e->len, len, memory_order_relaxed);
 		atomic_store_explicit(&e->state, CHAN_W_CLAIMING, memory_order_relaxed);
+		sluice__tp(SLUICE__TP_CHAN_INTENT);
 		if (atomic_compare_exchange_weak_explicit(&ch->h->tail, &t, end,
 							  memory_order_seq_cst,
 							  memory_order_acquire))
 			break;
+		/* Lost to others (or a peer rewriting tail): the wait decides. */
+		if (++tries == CAS_TRIES) {
+			err = -EAGAIN;
+			goto out_idle;
+		}
 	}
+	sluice__tp(SLUICE__TP_CHAN_CLAIMED);
 	/*
-	 * Relaxed: FILLING only tells a sweeper the CAS won, which it also
-	 * learns from tail (won()); nothing is published by it.
+	 * Relaxed: FILLING only tells a sweeper the CAS won, which it can
+	 * also work out (claim_of()); nothing is published by it.
 	 */
 	atomic_store_explicit(&e->state, CHAN_W_FILLING, memory_order_relaxed);
 	index_mark(ch, from, at, end);
-	if (at != from)
+	if (at != from) {
+		sluice__tp(SLUICE__TP_CHAN_FILLING);
 		seal(ch, from, (uint32_t)(at - from - CHAN_SLICE_HDR), 0, CHAN_SLICE_PAD);
+	}
 	w->held = true;
 	w->alone = from == w->at + w->len;
 	w->from = from;
@@ -1286,6 +1503,7 @@ static void finish(struct sluice_chan_writer *w, uint32_t kind)
 
 	seal(ch, w->at, w->len - CHAN_SLICE_HDR,
 	     kind == CHAN_SLICE_DATA ? w->frames : 0, kind);
+	sluice__tp(SLUICE__TP_CHAN_SEALED);
 	if (w->kind == SLUICE_CHAN_WEAK) {
 		place_give(ch, (uint32_t)w->ent);
 		w->ent = -1;
@@ -1333,7 +1551,8 @@ static int room_ready(void *arg)
 	uint64_t t = atomic_load_explicit(&ch->h->tail, memory_order_seq_cst), at;
 	uint32_t i;
 
-	if (t & (CHAN_TAIL_TERM | CHAN_TAIL_DRAIN))
+	/* What reserve() looks at first, in the same order. */
+	if (tail_verdict(t))
 		return 0;
 	if (w->ent < 0) {
 		/* A weak writer waiting for a place: any free one will do. */
@@ -1352,7 +1571,7 @@ static int room_ready(void *arg)
 /* reserve(), waiting for room or a place while it says -EAGAIN. */
 static int reserve_wait(struct sluice_chan_writer *w, uint32_t len, uint32_t frames)
 {
-	uint64_t deadline = 0;
+	struct wait_call c = { 0 };
 	int err;
 
 	for (;;) {
@@ -1361,7 +1580,7 @@ static int reserve_wait(struct sluice_chan_writer *w, uint32_t len, uint32_t fra
 			return err;
 		w->want = len;
 		err = wait_for(w->ch, &w->w, &w->ch->h->wseq, &w->ch->h->wwait,
-			       room_ready, w, &deadline);
+			       room_ready, w, &c);
 		if (err)
 			return err;
 	}
@@ -1511,7 +1730,7 @@ int sluice_chan_commit(struct sluice_chan_writer *w)
 	/* A slice committed after terminate is dropped: readers are gone. */
 	if (atomic_load_explicit(&w->ch->h->ctl, memory_order_acquire) & CHAN_CTL_TERM) {
 		finish(w, CHAN_SLICE_SKIP);
-		return -ECONNABORTED;
+		return term_verdict(w->ch);
 	}
 	finish(w, CHAN_SLICE_DATA);
 	return 0;
@@ -1524,7 +1743,7 @@ int sluice_chan_abort(struct sluice_chan_writer *w)
 	finish(w, CHAN_SLICE_SKIP);
 	/* Dropped either way; say so as every other call does. */
 	if (atomic_load_explicit(&w->ch->h->ctl, memory_order_acquire) & CHAN_CTL_TERM)
-		return -ECONNABORTED;
+		return term_verdict(w->ch);
 	return 0;
 }
 
@@ -1537,12 +1756,22 @@ void sluice_chan_writer_close(struct sluice_chan_writer *w)
 	ch = w->ch;
 	if (w->held)
 		finish(w, CHAN_SLICE_SKIP);
+	if (w->kind == SLUICE_CHAN_STRONG) {
+		/*
+		 * Counted out first (seq_cst), then the others looked at: of
+		 * two last writers closing at once, at least one sees the
+		 * other out, and drains.  Killed in between, we leave a
+		 * CLOSING place, which a sweep treats as a strong one's.
+		 */
+		atomic_store_explicit(&ch->writers[w->ent].owner,
+				      CHAN_OWNER(ch->pid, CHAN_KIND_CLOSING), memory_order_seq_cst);
+		sluice__tp(SLUICE__TP_CHAN_CLOSING);
+		/* The last strong writer: the channel drains, as a pipe does. */
+		if (!strong_left(ch))
+			sluice_chan_drain(ch);
+	}
 	if (w->ent >= 0)
 		place_give(ch, (uint32_t)w->ent);
-	if (w->kind == SLUICE_CHAN_STRONG &&
-	    atomic_fetch_sub_explicit(&ch->h->strong_writers, 1, memory_order_seq_cst) == 1)
-		/* The last strong writer: the channel drains, as a pipe does. */
-		sluice_chan_drain(ch);
 	/* Release: pairs with sluice_chan_close()'s acquire; we are done. */
 	atomic_fetch_sub_explicit(&ch->ends, 1, memory_order_release);
 	free(w);
@@ -1604,6 +1833,8 @@ int sluice_chan_reader_open(struct sluice_chan *ch, enum sluice_chan_kind kind,
 	r->ch = ch;
 	r->kind = kind;
 	r->ent = i;
+	r->owner = want;
+	r->cursor = c;
 	r->pos = r->end = c;
 	waiting_init(&r->w, ch, opts);
 	atomic_fetch_add_explicit(&ch->ends, 1, memory_order_relaxed);
@@ -1683,29 +1914,45 @@ static int resume(struct sluice_chan_reader *r)
 }
 
 /*
- * Nothing at r->pos: why?  -EAGAIN, or an end.  tail is where writers
- * fight; a strong reader looks at it only once ctl says the channel is
- * ending (ctl is set after tail's bit, and both wake every sleeper).
+ * Nothing at r->pos: why?  -EAGAIN (wait), -EOVERFLOW (a weak reader was
+ * overtaken: resume()), or an end.  It only looks, so frame_ready() asks
+ * it too, and a wait and the read it guards give the same answer.  tail
+ * is where writers fight; a strong reader looks at it only once ctl says
+ * the channel is ending (ctl's bit is set after tail's, both waking every
+ * sleeper).  What ctl says, tail must back (see term_verdict()).
  */
-static int nothing(struct sluice_chan_reader *r)
+static int why_nothing(const struct sluice_chan_reader *r)
 {
-	uint32_t ctl = atomic_load_explicit(&r->ch->h->ctl, memory_order_seq_cst);
-	uint64_t t;
+	const struct sluice_chan *ch = r->ch;
+	uint32_t ctl = atomic_load_explicit(&ch->h->ctl, memory_order_seq_cst);
+	uint64_t t, pos;
 
-	if (ctl & CHAN_CTL_TERM)
-		return -ECONNABORTED;
-	if (!(ctl & CHAN_CTL_DRAIN) && r->kind == SLUICE_CHAN_STRONG)
+	if (!(ctl & (CHAN_CTL_TERM | CHAN_CTL_DRAIN)) && r->kind == SLUICE_CHAN_STRONG)
 		return -EAGAIN;
-	t = atomic_load_explicit(&r->ch->h->tail, memory_order_seq_cst);
+	t = atomic_load_explicit(&ch->h->tail, memory_order_seq_cst);
+	if (((ctl & CHAN_CTL_TERM) && !(t & CHAN_TAIL_TERM)) ||
+	    ((ctl & CHAN_CTL_DRAIN) && !(t & CHAN_TAIL_DRAIN)))
+		return -EBADMSG;
 	if (t & CHAN_TAIL_TERM)
 		return -ECONNABORTED;
-	if (r->kind == SLUICE_CHAN_WEAK && tail_pos(t) > r->pos + r->ch->cap)
-		return resume(r);
-	if (tail_pos(t) < r->pos)
+	pos = tail_pos(t);
+	if (pos > r->pos + ch->cap)
+		/* Nobody laps a strong reader: its bytes were not its own. */
+		return r->kind == SLUICE_CHAN_WEAK ? -EOVERFLOW : -EBADMSG;
+	if (pos < r->pos)
 		return -EBADMSG;
-	if ((t & CHAN_TAIL_DRAIN) && tail_pos(t) == r->pos)
+	if ((t & CHAN_TAIL_DRAIN) && pos == r->pos)
 		return -EPIPE;
 	return -EAGAIN;
+}
+
+static int resume(struct sluice_chan_reader *r);
+
+static int nothing(struct sluice_chan_reader *r)
+{
+	int err = why_nothing(r);
+
+	return err == -EOVERFLOW ? resume(r) : err;
 }
 
 /* Impossible bytes at r->pos: a weak reader's were overwritten, maybe. */
@@ -1716,15 +1963,27 @@ static int bad(struct sluice_chan_reader *r, uint64_t from)
 	return -EBADMSG;
 }
 
-/* A strong reader read up to @p: writers held back by it may go on. */
-static void publish_cursor(struct sluice_chan_reader *r, uint64_t p)
+/*
+ * A strong reader read up to @p: writers held back by it may go on.
+ * Returns 0, or -EBADMSG if our place is not as we left it: a peer moved
+ * our cursor or took our place, so writers may have reused bytes we had
+ * not read, and what this read took cannot be trusted.
+ */
+static int publish_cursor(struct sluice_chan_reader *r, uint64_t p)
 {
 	struct sluice_chan *ch = r->ch;
+	struct sluice_chan_rent *e = &ch->readers[r->ent];
 
+	/* Relaxed: the line is ours, and its values are all we ask about. */
+	if (atomic_load_explicit(&e->cursor, memory_order_relaxed) != r->cursor ||
+	    atomic_load_explicit(&e->owner, memory_order_relaxed) != r->owner)
+		return -EBADMSG;
 	/* Dekker's waker (the top): the cursor, then the sleepers' count. */
-	atomic_store_explicit(&ch->readers[r->ent].cursor, p, memory_order_seq_cst);
+	atomic_store_explicit(&e->cursor, p, memory_order_seq_cst);
+	r->cursor = p;
 	if (atomic_load_explicit(&ch->h->wwait, memory_order_seq_cst))
 		sluice__futex_bump_wake(&ch->h->wseq);
+	return 0;
 }
 
 /*
@@ -1746,12 +2005,13 @@ try_read_as(struct sluice_chan_reader *r, struct iovec *iov, unsigned int n,
 	uint64_t p = r->pos, end = r->end, from = r->pos, seal_v, want, room, step;
 	struct sluice_chan_slice *s;
 	uint32_t left = r->left, bytes, frames, len, kind;
+	unsigned int i = 0, skips = 0;
 	const unsigned char *at;
-	unsigned int i = 0;
+	int err;
 
 	/* Acquire: what was terminated is seen whole; nothing else rides on it. */
 	if (atomic_load_explicit(&ch->h->ctl, memory_order_acquire) & CHAN_CTL_TERM)
-		return -ECONNABORTED;
+		return term_verdict(ch);
 	while (i < n) {
 		if (!left) {
 			/* The next slice's header. */
@@ -1789,6 +2049,10 @@ try_read_as(struct sluice_chan_reader *r, struct iovec *iov, unsigned int n,
 			end = p + CHAN_SLICE_HDR + bytes;
 			if (kind != CHAN_SLICE_DATA) {
 				p = end;	/* nothing to take: pass it */
+				if (++skips == SKIPS_MAX) {
+					sluice__tp(SLUICE__TP_CHAN_SKIPS);
+					break;	/* enough for one call */
+				}
 				continue;
 			}
 			p += CHAN_SLICE_HDR;
@@ -1816,12 +2080,16 @@ try_read_as(struct sluice_chan_reader *r, struct iovec *iov, unsigned int n,
 		p = left ? end - room : end;
 	}
 	if (!i) {
-		if (p != r->pos && !weak)
-			publish_cursor(r, p);	/* passed pads or skips */
+		if (p != r->pos && !weak) {
+			err = publish_cursor(r, p);	/* passed pads or skips */
+			if (err)
+				return err;
+		}
 		r->pos = p;
 		r->end = end;
 		r->left = left;
-		return nothing(r);
+		/* Stopped at SKIPS_MAX: more to pass, the wait will say so. */
+		return skips == SKIPS_MAX ? -EAGAIN : nothing(r);
 	}
 	goto took;
 
@@ -1842,11 +2110,14 @@ stop:
 took:
 	if (weak && overrun(r, from))
 		return resume(r);
+	if (!weak) {
+		err = publish_cursor(r, p);
+		if (err)
+			return err;
+	}
 	r->pos = p;
 	r->end = end;
 	r->left = left;
-	if (!weak)
-		publish_cursor(r, p);
 	return (int)i;
 }
 
@@ -1861,8 +2132,7 @@ static int frame_ready(void *arg)
 {
 	struct sluice_chan_reader *r = arg;
 	struct sluice_chan *ch = r->ch;
-	uint64_t seal_v, t;
-	uint32_t ctl;
+	uint64_t seal_v;
 
 	if (r->left)
 		return 0;
@@ -1873,14 +2143,8 @@ static int frame_ready(void *arg)
 		seal_v = atomic_load_explicit(&slice_at(ch, r->end)->seal, memory_order_seq_cst);
 	if (sealed(ch, seal_v, r->end))
 		return 0;
-	/* As in nothing(): tail only when it can matter. */
-	ctl = atomic_load_explicit(&ch->h->ctl, memory_order_seq_cst);
-	if (ctl & (CHAN_CTL_TERM | CHAN_CTL_DRAIN))
-		return 0;
-	if (r->kind == SLUICE_CHAN_STRONG)
-		return -EAGAIN;
-	t = atomic_load_explicit(&ch->h->tail, memory_order_seq_cst);
-	return tail_pos(t) > r->pos + ch->cap ? 0 : -EAGAIN;
+	/* The read's own question: what it would say, it says. */
+	return why_nothing(r) == -EAGAIN ? -EAGAIN : 0;
 }
 
 /*
@@ -1911,9 +2175,10 @@ static void slip_adapt(struct sluice_chan_reader *r, uint64_t from, int took)
 static int read_batch(struct sluice_chan_reader *r, struct iovec *iov,
 		      unsigned int n, bool block)
 {
-	uint64_t deadline = 0, from;
+	struct wait_call c = { 0 };
 	bool waited = false;
 	unsigned int i;
+	uint64_t from;
 	int ret;
 
 	if (!r || !iov || !n)
@@ -1932,8 +2197,10 @@ static int read_batch(struct sluice_chan_reader *r, struct iovec *iov,
 			idle(r->ch, &r->w);
 			return ret;
 		}
+		if (r->pos != from)
+			c.stuck = 0;	/* it passed empty slices: getting somewhere */
 		ret = wait_for(r->ch, &r->w, &r->ch->h->rseq, &r->ch->h->rwait,
-			       frame_ready, r, &deadline);
+			       frame_ready, r, &c);
 		if (ret)
 			return ret;
 		waited = true;

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define SLUICE_CHAN_MAGIC	0x314e414843534c53ull	/* "SLSCHAN1" in memory */
-#define SLUICE_CHAN_ABI		1u
+#define SLUICE_CHAN_ABI		2u
 
 /* The tail word: a position and two bits that stop reservations at once. */
 #define CHAN_TAIL_DRAIN		(1ull << 63)
@@ -56,8 +56,7 @@ struct sluice_chan_hdr {
 	_Alignas(64) _Atomic uint64_t committed;
 	/* Read on every call, written rarely. */
 	_Alignas(64) _Atomic uint32_t ctl;	/* CHAN_CTL_* */
-	_Atomic uint32_t strong_writers;
-	_Atomic uint32_t pad0[2];
+	_Atomic uint32_t pad0[3];		/* was a count of strong writers (ABI 1) */
 	_Atomic uint64_t abandoned;		/* bytes skipped for dead writers */
 	_Atomic uint64_t swept;			/* dead strong readers removed */
 	/* Sleeping readers (new slices) and writers (room). */
@@ -78,7 +77,15 @@ _Static_assert(__builtin_offsetof(struct sluice_chan_hdr, rseq) == 320, "chan rs
 _Static_assert(__builtin_offsetof(struct sluice_chan_hdr, wseq) == 384, "chan wseq moved");
 _Static_assert(sizeof(struct sluice_chan_hdr) == 448, "chan header changed");
 
-/* An owner word: pid << 8 | kind (enum sluice_chan_kind); 0 is free. */
+/*
+ * An owner word: pid << 8 | kind; 0 is free.  The kind is an enum
+ * sluice_chan_kind, or, in the writer table, CHAN_KIND_CLOSING: a strong
+ * writer on its way out, which no longer holds the channel open.  Who
+ * holds it open is read off the table, never counted in a word of its
+ * own: a process killed between two steps of a close leaves its place
+ * behind, where a sweep finds it, while a count would be off for good.
+ */
+#define CHAN_KIND_CLOSING	3u
 #define CHAN_OWNER(pid, kind)	((uint64_t)(uint32_t)(pid) << 8 | (uint64_t)(kind))
 #define CHAN_OWNER_PID(o)	((int32_t)(uint32_t)((o) >> 8))
 #define CHAN_OWNER_KIND(o)	((uint32_t)((o) & 0xff))

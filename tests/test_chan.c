@@ -46,6 +46,7 @@
 #include "chan_layout.h"
 #include "harness.h"
 #include "internal.h"
+#include "testpoint.h"
 
 /* ---------------------------------------------------------------- build */
 
@@ -2526,7 +2527,7 @@ static void test_a_weak_reader_is_overrun_while_a_strong_one_holds_writers(void 
 
 #if !SIDES_ARE_THREADS
 struct dead {
-	struct sluice_region *r;
+	const char *region;	/* opened anew: see child_dies_at_a_point() */
 	enum sluice_chan_kind kind;
 	unsigned int frames;	/* committed before dying */
 	size_t len;		/* then a slice of one frame this long, or 0 */
@@ -2541,12 +2542,14 @@ static int child_writer_dies(void *p)
 {
 	struct dead *d = p;
 	struct sluice_chan_writer *w;
+	struct sluice_region *r;
 	struct iovec iov[1];
 	struct sluice_chan *ch;
 	unsigned char b[64];
 	unsigned int i;
 
-	CK_EQ(sluice_chan_attach(d->r, "c", NULL, &ch), 0);
+	CK_EQ(sluice_region_open(d->region, NULL, &r), 0);
+	CK_EQ(sluice_chan_attach(r, "c", NULL, &ch), 0);
 	CK_EQ(sluice_chan_writer_open(ch, d->kind, NULL, &w), 0);
 	for (i = 0; i < d->frames; i++) {
 		fill(b, 100 + i, F40);
@@ -2567,11 +2570,13 @@ static int child_writer_dies(void *p)
 static int child_reader_dies(void *p)
 {
 	struct dead *d = p;
-	struct sluice_chan_reader *r;
+	struct sluice_chan_reader *reader;
+	struct sluice_region *r;
 	struct sluice_chan *ch;
 
-	CK_EQ(sluice_chan_attach(d->r, "c", NULL, &ch), 0);
-	CK_EQ(sluice_chan_reader_open(ch, SLUICE_CHAN_STRONG, NULL, &r), 0);
+	CK_EQ(sluice_region_open(d->region, NULL, &r), 0);
+	CK_EQ(sluice_chan_attach(r, "c", NULL, &ch), 0);
+	CK_EQ(sluice_chan_reader_open(ch, SLUICE_CHAN_STRONG, NULL, &reader), 0);
 	atomic_store(d->stage, 1);
 	CK_EQ(wait_for(d->stage, 2, 20000), 0);
 	raise(SIGKILL);
@@ -2581,7 +2586,7 @@ static int child_reader_dies(void *p)
 static void writer_dies_mid_slice(struct fx *f, enum sluice_chan_kind kind)
 {
 	SLUICE_OPTS(sluice_chan_opts, o, .timeout_ns = 15000 * MS);
-	struct dead d = { .r = f->r, .kind = kind, .frames = 1, .len = 100 };
+	struct dead d = { .region = f->name, .kind = kind, .frames = 1, .len = 100 };
 	struct sluice_chan *ch;
 	struct sluice_chan_writer *w;
 	struct sluice_chan_reader *rm, *rt;
@@ -2672,7 +2677,7 @@ static void test_a_killed_last_strong_writer_drains_the_channel(void **state)
 #else
 	struct fx *f = *state;
 	SLUICE_OPTS(sluice_chan_opts, o, .timeout_ns = 15000 * MS);
-	struct dead d = { .r = f->r, .kind = SLUICE_CHAN_STRONG, .frames = 3 };
+	struct dead d = { .region = f->name, .kind = SLUICE_CHAN_STRONG, .frames = 3 };
 	struct sluice_chan *ch;
 	struct sluice_chan_reader *r;
 	struct sluice_chan_info i;
@@ -2717,7 +2722,7 @@ static void test_a_killed_strong_reader_is_swept(void **state)
 #else
 	struct fx *f = *state;
 	SLUICE_OPTS(sluice_chan_opts, o, .timeout_ns = 15000 * MS);
-	struct dead d = { .r = f->r };
+	struct dead d = { .region = f->name };
 	struct sluice_chan *ch;
 	struct sluice_chan_writer *w;
 	struct sluice_chan_reader *weak;
@@ -4270,6 +4275,1373 @@ static void test_readers_and_writers_come_and_go_while_frames_flow(void **state)
 	cshut(ch);
 }
 
+/* ---------------------------------------------------------------- every wait ends */
+
+/*
+ * A guard for a call that might never return: it triggers @tok after
+ * @ms unless stopped first, so that such a call fails its test (with
+ * -ECANCELED, which no test here expects) instead of hanging it.
+ */
+struct guard {
+	struct sluice_cancel *tok;
+	unsigned int ms;
+	_Atomic bool done;
+	pthread_t t;
+};
+
+static void *guard_fn(void *p)
+{
+	struct guard *g = p;
+	int64_t t0 = h_now_ms();
+
+	while (!atomic_load(&g->done) && h_now_ms() - t0 < g->ms)
+		h_sleep_ms(5);
+	if (!atomic_load(&g->done))
+		sluice_cancel_trigger(g->tok, 0);	/* -ECANCELED */
+	return NULL;
+}
+
+static struct sluice_cancel *guard_start(struct guard *g, unsigned int ms)
+{
+	memset(g, 0, sizeof(*g));
+	assert_int_equal(sluice_cancel_create(NULL, &g->tok), 0);
+	g->ms = ms;
+	assert_int_equal(pthread_create(&g->t, NULL, guard_fn, g), 0);
+	return g->tok;
+}
+
+static void guard_stop(struct guard *g)
+{
+	atomic_store(&g->done, true);
+	assert_int_equal(pthread_join(g->t, NULL), 0);
+	sluice_cancel_destroy(g->tok);
+}
+
+static void test_a_read_behind_a_held_slice_of_a_drained_channel_ends_by_its_deadline(void **state)
+{
+	struct fx *f = *state;
+	SLUICE_OPTS(sluice_chan_opts, o, .timeout_ns = 100 * MS);
+	struct iovec iov[1] = { { NULL, 40 } };
+	struct sluice_chan_writer *w;
+	struct sluice_chan_reader *r;
+	struct sluice_chan *ch;
+	struct guard g;
+	int64_t t0;
+
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, NULL);
+	w = wr(ch, SLUICE_CHAN_STRONG, NULL);
+	o.cancel = guard_start(&g, 3000);
+	r = rd(ch, SLUICE_CHAN_STRONG, &o);
+	assert_int_equal(sluice_chan_try_reserve_slice(w, iov, 1), 1);
+	assert_int_equal(sluice_chan_drain(ch), 0);
+	/* The slice may still come: the read waits for it, until its deadline. */
+	t0 = h_now_ms();
+	assert_int_equal(sluice_chan_read(r, scratch, sizeof(scratch)), -ETIMEDOUT);
+	assert_took(t0, 100, 1000);
+	fill(iov[0].iov_base, 7, 40);
+	assert_int_equal(sluice_chan_commit(w), 0);
+	assert_int_equal(sluice_chan_read(r, scratch, sizeof(scratch)), 40);
+	assert_true(intact(scratch, 7, 40));
+	assert_int_equal(sluice_chan_read(r, scratch, sizeof(scratch)), -EPIPE);
+	guard_stop(&g);
+	rshut(r);
+	wshut(w);
+	cshut(ch);
+}
+
+/* A peer sets an end in ctl that tail does not have: nobody spins on it. */
+static void lone_ctl_bit(struct fx *f, uint32_t bit)
+{
+	SLUICE_OPTS(sluice_chan_opts, o, .timeout_ns = 1000 * MS);
+	struct iovec iov[1] = { { NULL, 40 } };
+	struct sluice_chan_writer *w;
+	struct sluice_chan_reader *r;
+	struct sluice_chan *ch;
+	struct guard g;
+	struct lay l;
+	int64_t t0;
+
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, NULL);
+	w = wr(ch, SLUICE_CHAN_STRONG, NULL);
+	o.cancel = guard_start(&g, 3000);
+	r = rd(ch, SLUICE_CHAN_STRONG, &o);
+	l = lay_of(f);
+	assert_int_equal(sluice_chan_try_reserve_slice(w, iov, 1), 1);
+	atomic_fetch_or(&l.h->ctl, bit);
+	t0 = h_now_ms();
+	assert_int_equal(sluice_chan_read(r, scratch, sizeof(scratch)), -EBADMSG);
+	assert_int_equal(sluice_chan_try_read(r, scratch, sizeof(scratch)), -EBADMSG);
+	assert_took(t0, 0, 500);
+	/* A commit that sees such a terminate says so too (and drops its slice). */
+	assert_int_equal(sluice_chan_commit(w), bit == CHAN_CTL_TERM ? -EBADMSG : 0);
+	guard_stop(&g);
+	rshut(r);
+	wshut(w);
+	cshut(ch);
+}
+
+static void test_a_drain_bit_in_ctl_alone_is_ebadmsg_at_once(void **state)
+{
+	lone_ctl_bit(*state, CHAN_CTL_DRAIN);
+}
+
+static void test_a_terminate_bit_in_ctl_alone_is_ebadmsg_at_once(void **state)
+{
+	lone_ctl_bit(*state, CHAN_CTL_TERM);
+}
+
+/* A weak writer waiting for a place learns of the end at once. */
+static void weak_writer_without_a_place(struct fx *f, int (*end)(struct sluice_chan *),
+					int want)
+{
+	SLUICE_OPTS(sluice_chan_opts, co, .writers_max = 1);
+	SLUICE_OPTS(sluice_chan_opts, o, .timeout_ns = 20000 * MS);
+	struct sluice_chan_writer *ws, *ww;
+	struct sluice_chan *ch;
+	struct later l = { .fn = end, .ms = 100 };
+	struct guard g;
+	int64_t t0;
+
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, &co);
+	ws = wr(ch, SLUICE_CHAN_STRONG, NULL);	/* holds the only place */
+	o.cancel = guard_start(&g, 3000);
+	ww = wr(ch, SLUICE_CHAN_WEAK, &o);
+	assert_int_equal(sluice_chan_try_write(ww, scratch, 8), -EAGAIN);
+	l.ch = ch;
+	later_start(&l);
+	t0 = h_now_ms();
+	assert_int_equal(sluice_chan_write(ww, scratch, 8), want);
+	assert_took(t0, 90, 1000);
+	later_join(&l);
+	/* And every later call, blocking or not, at once. */
+	assert_int_equal(sluice_chan_try_write(ww, scratch, 8), want);
+	assert_int_equal(sluice_chan_write(ww, scratch, 8), want);
+	guard_stop(&g);
+	wshut(ww);
+	wshut(ws);
+	cshut(ch);
+}
+
+static void test_a_weak_writer_waiting_for_a_place_sees_terminate_at_once(void **state)
+{
+	weak_writer_without_a_place(*state, sluice_chan_terminate, -ECONNABORTED);
+}
+
+static void test_a_weak_writer_waiting_for_a_place_sees_drain_at_once(void **state)
+{
+	weak_writer_without_a_place(*state, sluice_chan_drain, -EPIPE);
+}
+
+/* ---------------------------------------------------------------- killed at each point */
+
+/*
+ * How a test wants its writer to die: at @point, its slice of one frame
+ * of @len bytes reserved with the tail @at_end bytes before the ring's
+ * end (so that a slice longer than that wraps, after a pad), and, if
+ * @join, with a reader joining after the death and before any sweep (a
+ * join walks committed forward, over a pad the dead writer sealed).
+ */
+struct kill_case {
+	enum sluice__tp point;
+	enum sluice_chan_kind kind;
+	size_t len;
+	uint64_t at_end;
+	bool join;
+	bool won;		/* it won its reservation and did not seal it */
+	bool delivered;		/* its frame is read */
+};
+
+#define NO_WRAP		(CAP / 2)	/* the tail far from the end */
+
+#if !SIDES_ARE_THREADS
+/*
+ * A writer killed at a chosen instant inside a call: a test point
+ * (lib/testpoint.h) in the child says "here", waits for the word, and
+ * the child dies of SIGKILL there, as if killed from outside at exactly
+ * that instruction.  Point 0: dies holding its reserved slice, between
+ * calls.
+ */
+struct point_kill {
+	const char *region;	/* opened anew: the parent's handle may be mid-call */
+	enum sluice__tp point;
+	enum sluice_chan_kind kind;
+	size_t len;		/* the one frame of its slice */
+	_Atomic uint32_t *stage;
+};
+
+static struct point_kill *pk_now;
+
+static void pk_die(void)
+{
+	atomic_store(pk_now->stage, 1);
+	if (wait_for(pk_now->stage, 2, 20000) == 0)
+		raise(SIGKILL);
+	_exit(98);
+}
+
+static void pk_hook(enum sluice__tp point)
+{
+	if (point == pk_now->point)
+		pk_die();
+}
+
+static int child_dies_at_a_point(void *p)
+{
+	struct point_kill *k = p;
+	struct sluice_chan_writer *w;
+	struct sluice_region *r;
+	struct iovec iov[1];
+	struct sluice_chan *ch;
+	int ret;
+
+	/*
+	 * Our own handles: a parent's thread may have held its handle's lock
+	 * at the fork, which nobody in this process would ever release.
+	 */
+	CK_EQ(sluice_region_open(k->region, NULL, &r), 0);
+	CK_EQ(sluice_chan_attach(r, "c", NULL, &ch), 0);
+	CK_EQ(sluice_chan_writer_open(ch, k->kind, NULL, &w), 0);
+	pk_now = k;
+	sluice__tp_hook = pk_hook;
+	if (k->point == SLUICE__TP_CHAN_CLOSING) {
+		sluice_chan_writer_close(w);
+		return 97;
+	}
+	iov[0] = (struct iovec){ NULL, k->len };
+	CK_EQ(sluice_chan_try_reserve_slice(w, iov, 1), 1);
+	fill(iov[0].iov_base, 100, k->len);
+	if (!k->point)
+		pk_die();
+	ret = sluice_chan_commit(w);
+	fprintf(stderr, "commit returned %d without reaching point %d\n", ret, k->point);
+	return 96;
+}
+
+
+static void writer_killed_at(struct fx *f, const struct kill_case *kc)
+{
+	SLUICE_OPTS(sluice_chan_opts, o, .timeout_ns = 15000 * MS);
+	SLUICE_OPTS(sluice_chan_opts, quick, .timeout_ns = 60 * MS);
+	struct point_kill k = { .region = f->name, .point = kc->point, .len = kc->len,
+				.kind = kc->kind ? kc->kind : SLUICE_CHAN_STRONG };
+	struct sluice_chan_reader *ra, *rb, *rj = NULL, *rs;
+	struct sluice_chan_writer *w;
+	struct sluice_chan_info i;
+	struct sluice_chan *ch;
+	uint64_t want_tail;
+	unsigned int n, j;
+	struct rloop rl;
+	int pid;
+
+	k.stage = &sync_of(f->r)->stage;
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, &o);
+	w = wr(ch, SLUICE_CHAN_STRONG, NULL);
+	ra = rd(ch, SLUICE_CHAN_STRONG, NULL);
+	rb = rd(ch, SLUICE_CHAN_STRONG, NULL);
+	/* Bring the tail to where the case wants it, and read it all. */
+	n = (unsigned int)((CAP - kc->at_end) / S40);
+	for (j = 0; j < n; j++)
+		put40(w, j);
+	for (j = 0; j < n; j++) {
+		get40(ra, j);
+		get40(rb, j);
+	}
+	want_tail = info_of(ch).tail;
+	assert_int_equal(want_tail % CAP, CAP - kc->at_end);
+	/* One reader blocked in a read all along, from before the child. */
+	rloop_start(&rl, rb, kc->delivered ? 3 : 2);
+	pid = h_spawn(child_dies_at_a_point, &k, CHILD_TIMEOUT);
+	assert_true(pid > 0);
+	assert_int_equal(wait_for(k.stage, 1, 10000), 0);
+	/* A frame committed behind the child's reservation, if it made one. */
+	put40(w, 200);
+	atomic_store(k.stage, 2);
+	assert_int_equal(h_wait(pid), H_SIGNALED + SIGKILL);
+	if (kc->join) {
+		rj = rd(ch, SLUICE_CHAN_STRONG, NULL);
+		/* It joined where the committed slices end: before the 200. */
+		if (kc->won) {
+			assert_int_equal(sluice_chan_read(rj, scratch, F40), F40);
+			assert_true(intact(scratch, 200, F40));
+		}
+	}
+
+	/* Readers get past it, at once or after the child's frame. */
+	if (kc->delivered) {
+		assert_int_equal(sluice_chan_read(ra, scratch, sizeof(scratch)), (int)kc->len);
+		assert_true(intact(scratch, 100, kc->len));
+	}
+	assert_int_equal(sluice_chan_read(ra, scratch, F40), F40);
+	assert_true(intact(scratch, 200, F40));
+	/* The survivor goes on writing, laps and all; every reader gets it. */
+	for (j = 0; j < 3 * CAP / S40; j++) {
+		put40(w, 300 + j);
+		get40(ra, 300 + j);
+		if (rj)
+			get40(rj, 300 + j);
+		if (j) {
+			get40(rb, 300 + j);
+			continue;
+		}
+		/* The blocked reader got everything up to here. */
+		assert_int_equal(pthread_join(rl.t, NULL), 0);
+		assert_int_equal(rl.err, 0);
+		n = 0;
+		if (kc->delivered)
+			assert_int_equal(rl.seq[n++], 100);
+		assert_int_equal(rl.seq[n++], 200);
+		assert_int_equal(rl.seq[n], 300);
+	}
+	/* A wait long enough to sweep: the dead writer's place is freed. */
+	rs = rd(ch, SLUICE_CHAN_STRONG, &quick);
+	assert_int_equal(sluice_chan_read(rs, scratch, sizeof(scratch)), -ETIMEDOUT);
+	rshut(rs);
+	i = info_of(ch);
+	assert_int_equal(i.abandoned, kc->won ? slice1(kc->len) : 0);
+	if (kc->point != SLUICE__TP_CHAN_INTENT)
+		want_tail = pos_after(want_tail, slice1(kc->len), CAP);
+	for (j = 0; j < 1 + 3 * CAP / S40; j++)
+		want_tail = pos_after(want_tail, S40, CAP);
+	assert_int_equal(i.tail, want_tail);
+	assert_int_equal(i.committed, want_tail);
+	assert_int_equal(i.writers_busy, 1);
+	assert_int_equal(i.strong_writers, 1);
+	assert_int_equal(i.draining, 0);
+	if (rj)
+		rshut(rj);
+	rshut(rb);
+	rshut(ra);
+	wshut(w);
+	cshut(ch);
+}
+
+/*
+ * The last strong writer killed in its close, after counting itself out
+ * and before deciding on the drain: the sweep decides it.
+ */
+static void last_strong_writer_killed_closing(struct fx *f)
+{
+	SLUICE_OPTS(sluice_chan_opts, o, .timeout_ns = 15000 * MS);
+	struct point_kill k = { .region = f->name, .point = SLUICE__TP_CHAN_CLOSING,
+				.kind = SLUICE_CHAN_STRONG };
+	struct sluice_chan_writer *ww;
+	struct sluice_chan_reader *r;
+	struct sluice_chan_info i;
+	struct sluice_chan *ch;
+	int pid;
+
+	k.stage = &sync_of(f->r)->stage;
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, &o);
+	ww = wr(ch, SLUICE_CHAN_WEAK, NULL);
+	r = rd(ch, SLUICE_CHAN_STRONG, NULL);
+	pid = h_spawn(child_dies_at_a_point, &k, CHILD_TIMEOUT);
+	assert_true(pid > 0);
+	assert_int_equal(wait_for(k.stage, 1, 10000), 0);
+	put40(ww, 200);
+	atomic_store(k.stage, 2);
+	assert_int_equal(h_wait(pid), H_SIGNALED + SIGKILL);
+	get40(r, 200);
+	assert_int_equal(sluice_chan_read(r, scratch, sizeof(scratch)), -EPIPE);
+	i = info_of(ch);
+	assert_int_equal(i.draining, 1);
+	assert_int_equal(i.strong_writers, 0);
+	assert_int_equal(i.writers_busy, 0);
+	rshut(r);
+	wshut(ww);
+	cshut(ch);
+}
+#endif
+
+static void test_a_last_strong_writer_killed_while_closing_drains_the_channel(void **state)
+{
+#if SIDES_ARE_THREADS
+	(void)state;
+	h_skip(NEED_PROCESSES);
+#else
+	last_strong_writer_killed_closing(*state);
+#endif
+}
+
+#if !SIDES_ARE_THREADS
+/*
+ * Killed holding a wrapped slice, after which readers pass the pad,
+ * committed walks over it and writers fill the next lap over its bytes,
+ * all before any sweep: the sweep must still seal the slice.
+ */
+static void wrapped_slice_pad_written_over(struct fx *f)
+{
+	SLUICE_OPTS(sluice_chan_opts, o, .timeout_ns = 15000 * MS);
+	struct point_kill k = { .region = f->name, .kind = SLUICE_CHAN_STRONG, .len = 100 };
+	struct sluice_chan_writer *w;
+	struct sluice_chan_reader *r;
+	struct sluice_chan *ch;
+	unsigned int n, j;
+	uint64_t tail0;
+	int pid;
+
+	k.stage = &sync_of(f->r)->stage;
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, &o);
+	w = wr(ch, SLUICE_CHAN_STRONG, NULL);
+	r = rd(ch, SLUICE_CHAN_STRONG, NULL);
+	n = (unsigned int)((CAP - S40) / S40);
+	for (j = 0; j < n; j++) {
+		put40(w, j);
+		get40(r, j);
+	}
+	tail0 = info_of(ch).tail;
+	pid = h_spawn(child_dies_at_a_point, &k, CHILD_TIMEOUT);
+	assert_true(pid > 0);
+	assert_int_equal(wait_for(k.stage, 1, 10000), 0);
+	atomic_store(k.stage, 2);
+	assert_int_equal(h_wait(pid), H_SIGNALED + SIGKILL);
+	/* The reader passes the pad; the writer's room then covers its bytes. */
+	none(r);
+	n = fill_up(w, 1000);
+	assert_true(info_of(ch).tail > tail0 + CAP);
+	for (j = 0; j < n; j++) {
+		assert_int_equal(sluice_chan_read(r, scratch, F40), F40);
+		assert_true(intact(scratch, 1000 + j, F40));
+	}
+	assert_int_equal(info_of(ch).abandoned, slice1(k.len));
+	rshut(r);
+	wshut(w);
+	cshut(ch);
+}
+#endif
+
+static void test_a_writer_killed_holding_a_wrapped_slice_is_skipped_after_its_pad_is_reused(void **state)
+{
+#if SIDES_ARE_THREADS
+	(void)state;
+	h_skip(NEED_PROCESSES);
+#else
+	wrapped_slice_pad_written_over(*state);
+#endif
+}
+
+#define KILL_TEST(name, ...)						\
+	static void name(void **state)					\
+	{								\
+		const struct kill_case kc = { __VA_ARGS__ };		\
+		if (SIDES_ARE_THREADS)					\
+			h_skip(NEED_PROCESSES);				\
+		else							\
+			KILL_RUN(*state, &kc);				\
+	}
+#if SIDES_ARE_THREADS
+#define KILL_RUN(f, kc)	((void)(f), (void)(kc))
+#else
+#define KILL_RUN(f, kc)	writer_killed_at(f, kc)
+#endif
+
+/* A slice of 100 bytes takes 128; 64 before the end, it wraps. */
+KILL_TEST(test_a_writer_killed_holding_a_wrapped_slice_is_skipped,
+	  .len = 100, .at_end = 64, .won = true)
+KILL_TEST(test_a_writer_killed_holding_a_wrapped_slice_is_skipped_past_a_joining_reader,
+	  .len = 100, .at_end = 64, .join = true, .won = true)
+KILL_TEST(test_a_weak_writer_killed_holding_a_wrapped_slice_is_skipped,
+	  .kind = SLUICE_CHAN_WEAK, .len = 100, .at_end = 64, .won = true)
+KILL_TEST(test_a_writer_killed_before_sealing_its_pad_is_skipped,
+	  .point = SLUICE__TP_CHAN_FILLING, .len = 100, .at_end = 64, .won = true)
+KILL_TEST(test_a_writer_killed_before_sealing_its_pad_is_skipped_past_a_joining_reader,
+	  .point = SLUICE__TP_CHAN_FILLING, .len = 100, .at_end = 64, .join = true, .won = true)
+KILL_TEST(test_a_writer_killed_right_after_winning_a_wrapping_reservation_is_skipped,
+	  .point = SLUICE__TP_CHAN_CLAIMED, .len = 100, .at_end = 64, .won = true)
+KILL_TEST(test_a_writer_killed_right_after_winning_its_reservation_is_skipped,
+	  .point = SLUICE__TP_CHAN_CLAIMED, .len = 100, .at_end = NO_WRAP, .won = true)
+KILL_TEST(test_a_writer_killed_before_reserving_leaves_nothing_behind,
+	  .point = SLUICE__TP_CHAN_INTENT, .len = 100, .at_end = 64)
+KILL_TEST(test_a_writer_killed_between_sealing_and_idling_is_delivered,
+	  .point = SLUICE__TP_CHAN_SEALED, .len = 100, .at_end = NO_WRAP, .delivered = true)
+KILL_TEST(test_a_weak_writer_killed_between_sealing_and_giving_its_place_is_delivered,
+	  .point = SLUICE__TP_CHAN_SEALED, .kind = SLUICE_CHAN_WEAK, .len = 100, .at_end = 64,
+	  .delivered = true)
+
+/* ---------------------------------------------------------------- a hostile peer */
+
+static void test_committed_moved_back_is_ebadmsg_to_the_writer_who_sees_it(void **state)
+{
+	struct fx *f = *state;
+	struct sluice_chan_writer *w;
+	struct sluice_chan_reader *r;
+	struct sluice_chan *ch;
+	unsigned int j, n;
+	struct lay l;
+	int ret;
+
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, NULL);
+	w = wr(ch, SLUICE_CHAN_STRONG, NULL);
+	r = rd(ch, SLUICE_CHAN_STRONG, NULL);
+	l = lay_of(f);
+	/* A lap and a frame: the writer has seen committed at the lap's end. */
+	for (j = 0; j <= CAP / S40; j++) {
+		put40(w, j);
+		get40(r, j);
+	}
+	assert_true(atomic_load(&l.h->committed) >= CAP);
+	atomic_store(&l.h->committed, 0);
+	/* Its next look at committed, when it runs out of room, says so. */
+	for (n = 0; n <= CAP / S40; n++) {
+		fill(scratch, 1000 + n, F40);
+		ret = sluice_chan_try_write(w, scratch, F40);
+		if (ret)
+			break;
+		get40(r, 1000 + n);
+	}
+	assert_int_equal(ret, -EBADMSG);
+	rshut(r);
+	wshut(w);
+	cshut(ch);
+}
+
+/* A peer rewrites a strong reader's own place: its next read says so. */
+static void place_rewritten(struct fx *f, bool owner)
+{
+	struct sluice_chan_writer *w;
+	struct sluice_chan_reader *r;
+	struct sluice_chan_rent *e;
+	struct sluice_chan *ch;
+	struct lay l;
+
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, NULL);
+	w = wr(ch, SLUICE_CHAN_STRONG, NULL);
+	r = rd(ch, SLUICE_CHAN_STRONG, NULL);
+	l = lay_of(f);
+	e = my_rent(&l);
+	put40(w, 1);
+	put40(w, 2);
+	get40(r, 1);
+	if (owner)
+		atomic_store(&e->owner, 0);	/* freed: writers no longer wait for it */
+	else
+		atomic_fetch_add(&e->cursor, S40);	/* moved on: its bytes are fair game */
+	assert_int_equal(sluice_chan_try_read(r, scratch, sizeof(scratch)), -EBADMSG);
+	assert_int_equal(sluice_chan_read(r, scratch, sizeof(scratch)), -EBADMSG);
+	rshut(r);
+	wshut(w);
+	cshut(ch);
+}
+
+static void test_a_strong_readers_cursor_moved_by_a_peer_is_ebadmsg(void **state)
+{
+	place_rewritten(*state, false);
+}
+
+static void test_a_strong_readers_place_freed_by_a_peer_is_ebadmsg(void **state)
+{
+	place_rewritten(*state, true);
+}
+
+static int exit_now(void *p)
+{
+	(void)p;
+	return 0;
+}
+
+static void test_a_forged_dead_strong_writer_never_drains_a_channel_held_open(void **state)
+{
+	struct fx *f = *state;
+	SLUICE_OPTS(sluice_chan_opts, quick, .timeout_ns = 60 * MS);
+	struct sluice_chan_writer *w;
+	struct sluice_chan_reader *r;
+	struct sluice_chan_info i;
+	struct sluice_chan *ch;
+	struct lay l;
+	int pid;
+
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, NULL);
+	w = wr(ch, SLUICE_CHAN_STRONG, NULL);
+	r = rd(ch, SLUICE_CHAN_STRONG, &quick);
+	l = lay_of(f);
+	/* A pid nobody has any more, in a free place, as a strong writer. */
+	pid = h_spawn(exit_now, NULL, CHILD_TIMEOUT);
+	assert_true(pid > 0);
+	assert_int_equal(h_wait(pid), 0);
+	assert_int_equal(atomic_load(&l.went[1].owner), 0);
+	atomic_store(&l.went[1].start, 12345);
+	atomic_store(&l.went[1].owner, CHAN_OWNER(pid, SLUICE_CHAN_STRONG));
+	assert_int_equal(info_of(ch).strong_writers, 2);
+	/* A wait long enough to sweep: the forged place goes, nothing else. */
+	assert_int_equal(sluice_chan_read(r, scratch, sizeof(scratch)), -ETIMEDOUT);
+	i = info_of(ch);
+	assert_int_equal(i.writers_busy, 1);
+	assert_int_equal(i.strong_writers, 1);
+	assert_int_equal(i.draining, 0);
+	put40(w, 1);
+	get40(r, 1);
+	/* The real last strong writer still drains it. */
+	wshut(w);
+	assert_int_equal(sluice_chan_read(r, scratch, sizeof(scratch)), -EPIPE);
+	rshut(r);
+	cshut(ch);
+}
+
+/* Forge empty slices of @step bytes, sealed SKIP, from @from up to @to. */
+static uint64_t forge_skips(const struct lay *l, uint64_t from, uint64_t to,
+			    uint32_t step)
+{
+	struct sluice_chan_slice *s;
+
+	for (; from + step <= to; from += step) {
+		s = slice_at(l, from);
+		atomic_store(&s->bytes, step - CHAN_SLICE_HDR);
+		atomic_store(&s->frames, 0);
+		atomic_store(&s->seal, chan_seal(l->h->salt, from, CHAN_SLICE_SKIP));
+	}
+	return from;
+}
+
+static void test_a_read_passes_a_bounded_number_of_empty_slices_per_call(void **state)
+{
+	struct fx *f = *state;
+	struct sluice_chan_reader *r;
+	struct sluice_chan_rent *e;
+	struct sluice_chan *ch;
+	struct lay l;
+	uint64_t p;
+
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, NULL);
+	r = rd(ch, SLUICE_CHAN_STRONG, NULL);
+	l = lay_of(f);
+	e = my_rent(&l);
+	p = forge_skips(&l, 0, 100 * 32, 32);
+	assert_int_equal(p, 100 * 32);
+	assert_int_equal(sluice_chan_try_read(r, scratch, sizeof(scratch)), -EAGAIN);
+	assert_int_equal(atomic_load(&e->cursor), 64 * 32);
+	assert_int_equal(sluice_chan_try_read(r, scratch, sizeof(scratch)), -EAGAIN);
+	assert_int_equal(atomic_load(&e->cursor), 100 * 32);
+	rshut(r);
+	cshut(ch);
+}
+
+/* A peer forging empty slices ahead of a strong reader, for @ms. */
+struct forger {
+	struct lay l;
+	struct sluice_chan_rent *e;
+	unsigned int ms;
+	pthread_t t;
+};
+
+static void *forger_fn(void *p)
+{
+	struct forger *fg = p;
+	int64_t t0 = h_now_ms();
+	uint64_t next = atomic_load(&fg->e->cursor);
+
+	while (h_now_ms() - t0 < fg->ms) {
+		uint64_t cur = atomic_load(&fg->e->cursor);
+
+		if (next < cur)
+			next = cur;
+		/* The smallest slices: the reader pays most for each. */
+		next = forge_skips(&fg->l, next, cur + fg->l.cap, CHAN_SLICE_HDR);
+	}
+	return NULL;
+}
+
+static void test_a_blocking_read_ends_by_its_deadline_while_a_peer_forges_slices_ahead(void **state)
+{
+	struct fx *f = *state;
+	SLUICE_OPTS(sluice_chan_opts, o, .timeout_ns = 100 * MS);
+	struct sluice_chan_reader *r;
+	struct sluice_chan *ch;
+	struct forger fg;
+	struct guard g;
+	int64_t t0;
+	int ret;
+
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, NULL);
+	o.cancel = guard_start(&g, 5000);
+	r = rd(ch, SLUICE_CHAN_STRONG, &o);
+	fg.l = lay_of(f);
+	fg.e = my_rent(&fg.l);
+	fg.ms = 1000;
+	forge_skips(&fg.l, 0, CAP, CHAN_SLICE_HDR);
+	assert_int_equal(pthread_create(&fg.t, NULL, forger_fn, &fg), 0);
+	t0 = h_now_ms();
+	ret = sluice_chan_read(r, scratch, sizeof(scratch));
+	assert_took(t0, 100, 500);
+	assert_int_equal(pthread_join(fg.t, NULL), 0);
+	assert_int_equal(ret, -ETIMEDOUT);
+	guard_stop(&g);
+	rshut(r);
+	cshut(ch);
+}
+
+
+/*
+ * Every pass of a wait checks the deadline, whatever the readiness test
+ * says.  A test point lets a peer act at exactly the wrong moment: each
+ * time a read stops after passing its most of empty slices, more are
+ * forged ahead of it, so every pass finds a slice "ready" and the read
+ * never runs out of things to pass.
+ */
+static struct {
+	struct lay l;
+	uint64_t next;		/* forged up to here */
+} ahead;
+
+static void forge_ahead(enum sluice__tp point)
+{
+	/* A read passes 64 a call: forge as many again, half a ring ahead. */
+	if (point == SLUICE__TP_CHAN_SKIPS)
+		ahead.next = forge_skips(&ahead.l, ahead.next, ahead.next + 64 * CHAN_SLICE_HDR,
+					 CHAN_SLICE_HDR);
+}
+
+static void forged_ahead_every_pass(struct fx *f, bool cancel)
+{
+	SLUICE_OPTS(sluice_chan_opts, o, .timeout_ns = (cancel ? 20000 : 100) * MS);
+	struct later l = { .ms = 100 };
+	struct sluice_chan_reader *r;
+	struct sluice_chan *ch;
+	struct guard g;
+	int64_t t0;
+	int ret;
+
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, NULL);
+	o.cancel = guard_start(&g, 5000);
+	r = rd(ch, SLUICE_CHAN_STRONG, &o);
+	ahead.l = lay_of(f);
+	ahead.next = forge_skips(&ahead.l, 0, 128 * CHAN_SLICE_HDR, CHAN_SLICE_HDR);
+	if (cancel) {
+		/* A token of its own: -ECANCELED from the guard would pass too. */
+		assert_int_equal(sluice_cancel_create(g.tok, &l.tok), 0);
+		l.reason = -EINTR;
+		o.cancel = l.tok;
+		rshut(r);
+		r = rd(ch, SLUICE_CHAN_STRONG, &o);
+		later_start(&l);
+	}
+	sluice__tp_hook = forge_ahead;
+	t0 = h_now_ms();
+	ret = sluice_chan_read(r, scratch, sizeof(scratch));
+	sluice__tp_hook = NULL;
+	assert_int_equal(ret, cancel ? -EINTR : -ETIMEDOUT);
+	assert_took(t0, 90, 500);
+	if (cancel) {
+		later_join(&l);
+		sluice_cancel_destroy(l.tok);
+	}
+	guard_stop(&g);
+	rshut(r);
+	cshut(ch);
+}
+
+static void test_a_read_that_gets_somewhere_on_every_pass_still_ends_by_its_deadline(void **state)
+{
+	forged_ahead_every_pass(*state, false);
+}
+
+static void test_a_read_that_gets_somewhere_on_every_pass_still_ends_when_cancelled(void **state)
+{
+	forged_ahead_every_pass(*state, true);
+}
+
+/*
+ * A writer that finds room and then loses every reservation (a peer
+ * moves tail under each CAS, and back): the wait says "ready", the write
+ * says "try again", for ever.  The write stops trusting the wait and
+ * naps between tries, and ends by its deadline.
+ */
+static struct {
+	_Atomic uint64_t *tail;
+	uint64_t base;
+	unsigned long n;
+} flip;
+
+static void flip_tail(enum sluice__tp point)
+{
+	if (point == SLUICE__TP_CHAN_INTENT)
+		atomic_store(flip.tail, ++flip.n & 1 ? flip.base + 16 : flip.base);
+}
+
+static void test_a_write_that_never_wins_its_reservation_naps_and_ends_by_its_deadline(void **state)
+{
+	struct fx *f = *state;
+	SLUICE_OPTS(sluice_chan_opts, o, .timeout_ns = 100 * MS);
+	struct sluice_chan_writer *w;
+	struct sluice_chan *ch;
+	unsigned long passes;
+	struct guard g;
+	struct lay l;
+	int64_t t0;
+	int ret;
+
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, NULL);
+	o.cancel = guard_start(&g, 5000);
+	w = wr(ch, SLUICE_CHAN_STRONG, &o);
+	l = lay_of(f);
+	flip.tail = &l.h->tail;
+	flip.base = atomic_load(&l.h->tail);
+	flip.n = 0;
+	sluice__tp_hook = flip_tail;
+	t0 = h_now_ms();
+	ret = sluice_chan_write(w, scratch, 8);
+	sluice__tp_hook = NULL;
+	assert_int_equal(ret, -ETIMEDOUT);
+	assert_took(t0, 90, 500);
+	/* Each pass loses 256 times; spinning, it would make thousands. */
+	passes = flip.n / 256;
+	print_message("    %lu passes in 100 ms\n", passes);
+	assert_true(passes >= 5 && passes < 1000);
+	atomic_store(&l.h->tail, flip.base);
+	guard_stop(&g);
+	wshut(w);
+	cshut(ch);
+}
+
+/* ---------------------------------------------------------------- chaos */
+
+/*
+ * Writers and readers killed at random instants, for a while, across
+ * processes: every frame a writer committed is read once, in its order,
+ * by each strong reader that lives throughout, and nothing stalls (every
+ * blocking call has a deadline, and a timeout fails the side).  Writers
+ * come back under new ids; killed readers come back as new readers.
+ *
+ * SLUICE_TEST_CHAOS_SECONDS runs it longer, SLUICE_TEST_SEED another way.
+ */
+#if defined(H_ASAN)
+#define CHAOS_SECONDS	10u
+#else
+#define CHAOS_SECONDS	20u
+#endif
+#define CHAOS_IDS	8192u	/* writer ids in a run, replacements included */
+#define CHAOS_CHECKERS	2u	/* strong readers never killed */
+#define CHAOS_WRITERS	3u
+#define CHAOS_VICTIMS	2u	/* strong readers that are killed */
+#define CHAOS_LEN	900u	/* a frame's bytes, at most: slices wrap often */
+#define CHAOS_CAP	(16 * 1024ull)
+#define CHAOS_WAIT_MS	10000u	/* a wait this long is a stall */
+
+struct chaos {
+	const char *region;
+	uint64_t seed;
+	_Atomic uint32_t stop;			/* writers: finish and close */
+	_Atomic uint32_t ready;			/* checkers open */
+	_Atomic uint64_t read;			/* frames the checkers read */
+	/* Per writer id: frames it knows it committed, the commit under way. */
+	_Atomic uint32_t last[CHAOS_IDS];
+	_Atomic uint16_t inflight[CHAOS_IDS];
+	_Atomic uint8_t closed[CHAOS_IDS];
+	_Atomic uint32_t seen[CHAOS_CHECKERS][CHAOS_IDS];
+};
+
+struct chaos_arg {
+	struct chaos *c;
+	uint32_t id;			/* a writer's id, a reader's number */
+};
+
+#if !SIDES_ARE_THREADS
+/* What a stalled channel looks like, for the report of a failing side. */
+static void chaos_dump(const char *region, const char *who)
+{
+	struct sluice_region *r;
+	struct sluice_chan_slice *sl;
+	uint64_t o, c, t, v;
+	struct lay l;
+	uint32_t i;
+
+	if (sluice_region_open(region, NULL, &r))
+		return;
+	l = lay_in(r, "c");
+	if (!l.h)
+		return;
+	c = atomic_load(&l.h->committed);
+	t = atomic_load(&l.h->tail);
+	sl = slice_at(&l, c);
+	v = atomic_load(&sl->seal);
+	fprintf(stderr, "%s: tail %#" PRIx64 " committed %#" PRIx64 " seal there %s kind %u bytes %u\n",
+		who, t, c, (v & ~3ull) == (chan_seal(l.h->salt, c, 0) & ~3ull) ? "ok" : "none",
+		(unsigned int)(v & 3), atomic_load(&sl->bytes));
+	for (i = 0; i < l.h->writers_max; i++) {
+		o = atomic_load(&l.went[i].owner);
+		if (o)
+			fprintf(stderr, "  writer %u: pid %d kind %u %s state %u from %#" PRIx64
+				" len %u\n", i, CHAN_OWNER_PID(o), CHAN_OWNER_KIND(o),
+				kill(CHAN_OWNER_PID(o), 0) ? "dead" : "alive",
+				atomic_load(&l.went[i].state), atomic_load(&l.went[i].from),
+				atomic_load(&l.went[i].len));
+	}
+	for (i = 0; i < l.h->readers_max; i++) {
+		o = atomic_load(&l.rent[i].owner);
+		if (o)
+			fprintf(stderr, "  reader %u: pid %d kind %u %s cursor %#" PRIx64 "\n", i,
+				CHAN_OWNER_PID(o), CHAN_OWNER_KIND(o),
+				kill(CHAN_OWNER_PID(o), 0) ? "dead" : "alive",
+				atomic_load(&l.rent[i].cursor));
+	}
+}
+
+static struct sluice_chan *chaos_attach(struct chaos *c, uint64_t rng,
+					struct sluice_liveness **live)
+{
+	SLUICE_OPTS(sluice_liveness_opts, lo, .backend = SLUICE_LIVENESS_PIDFD);
+	SLUICE_OPTS(sluice_chan_opts, o, .timeout_ns = CHAOS_WAIT_MS * MS);
+	struct sluice_region *r;
+	struct sluice_chan *ch;
+
+	/* Half of them see deaths through a monitor, half by sweeping. */
+	*live = NULL;
+	if (rng & 1 && !sluice_liveness_create(&lo, live))
+		o.liveness = *live;
+	if (sluice_region_open(c->region, NULL, &r) ||
+	    sluice_chan_attach(r, "c", &o, &ch))
+		return NULL;
+	return ch;
+}
+
+static int chaos_writer(void *p)
+{
+	struct chaos_arg *a = p;
+	struct chaos *c = a->c;
+	uint64_t rng = mix(c->seed ^ a->id) | 1;
+	unsigned char buf[BATCH * CHAOS_LEN];
+	struct sluice_chan_writer *w;
+	struct sluice_liveness *live;
+	struct iovec iov[BATCH];
+	struct sluice_chan *ch;
+	uint32_t seq = 0, id = a->id;
+	unsigned int k, i;
+	size_t len;
+
+	ch = chaos_attach(c, rng_next(&rng), &live);
+	CK(ch);
+	CK_EQ(sluice_chan_writer_open(ch, rng_next(&rng) & 1 ? SLUICE_CHAN_STRONG :
+				      SLUICE_CHAN_WEAK, NULL, &w), 0);
+	while (!atomic_load(&c->stop)) {
+		k = 1 + (unsigned int)(rng_next(&rng) % BATCH);
+		for (i = 0; i < k; i++) {
+			len = tag_len(id, seq + i, CHAOS_LEN);
+			iov[i] = (struct iovec){ buf + i * CHAOS_LEN, len };
+			tag_make(iov[i].iov_base, id, seq + i, len);
+		}
+		atomic_store(&c->inflight[id], (uint16_t)k);
+		switch (rng_next(&rng) % 4) {
+		case 0:
+			CK_EQ(sluice_chan_write(w, iov[0].iov_base, iov[0].iov_len), 0);
+			k = 1;
+			break;
+		case 1:
+			CK_EQ(sluice_chan_write_batch(w, iov, k), k);
+			break;
+		case 2:
+			for (i = 0; i < k; i++)
+				iov[i].iov_base = NULL;
+			CK_EQ(sluice_chan_reserve_slice(w, iov, k), k);
+			/* A slow writer, now and then: kills land while it holds. */
+			if (rng_next(&rng) % 2)
+				usleep((useconds_t)(rng_next(&rng) % 500));
+			for (i = 0; i < k; i++)
+				tag_make(iov[i].iov_base, id, seq + i, iov[i].iov_len);
+			CK_EQ(sluice_chan_commit(w), 0);
+			break;
+		default:
+			/* A slice abandoned on purpose: nobody may read it. */
+			CK_EQ(sluice_chan_reserve_slice(w, iov, 1), 1);
+			memset(iov[0].iov_base, 0xa5, iov[0].iov_len);
+			CK_EQ(sluice_chan_abort(w), 0);
+			k = 0;
+			break;
+		}
+		seq += k;
+		atomic_store(&c->last[id], seq);
+		atomic_store(&c->inflight[id], 0);
+	}
+	sluice_chan_writer_close(w);
+	atomic_store(&c->closed[id], 1);
+	return 0;
+}
+
+/*
+ * A strong reader.  A checker (a->id < CHAOS_CHECKERS) was open before
+ * any writer and must see every writer's frames from its first; a victim
+ * joined late and may see any writer from any frame on, but then each
+ * next one.  Both read until the channel drains.
+ */
+static int chaos_reader(void *p)
+{
+	struct chaos_arg *a = p;
+	struct chaos *c = a->c;
+	bool checker = a->id < CHAOS_CHECKERS;
+	uint64_t rng = mix(c->seed ^ 0x7eade5 ^ a->id) | 1;
+	static uint32_t next[CHAOS_IDS];	/* per child: its own copy */
+	static unsigned char buf[16][CHAOS_LEN];
+	struct sluice_liveness *live;
+	struct sluice_chan_reader *r;
+	struct sluice_chan *ch;
+	struct iovec iov[16];
+	struct tag t;
+	unsigned int i;
+	int ret;
+
+	memset(next, 0, sizeof(next));
+	ch = chaos_attach(c, rng_next(&rng), &live);
+	CK(ch);
+	CK_EQ(sluice_chan_reader_open(ch, SLUICE_CHAN_STRONG, NULL, &r), 0);
+	if (checker)
+		atomic_fetch_add(&c->ready, 1);
+	for (;;) {
+		for (i = 0; i < 16; i++)
+			iov[i] = (struct iovec){ buf[i], CHAOS_LEN };
+		ret = sluice_chan_read_batch(r, iov, 1 + (unsigned int)(rng_next(&rng) % 16));
+		if (ret == -EPIPE)
+			break;
+		if (ret < 0) {
+			fprintf(stderr, "reader %u: read_batch: %s\n", a->id, strerror(-ret));
+			if (checker)
+				chaos_dump(c->region, "stalled");
+			return 1;
+		}
+		for (i = 0; i < (unsigned int)ret; i++) {
+			memcpy(&t, buf[i], TAG_SZ < iov[i].iov_len ? TAG_SZ : iov[i].iov_len);
+			CK(iov[i].iov_len >= TAG_SZ && t.wid < CHAOS_IDS);
+			CK(iov[i].iov_len == tag_len(t.wid, t.seq, CHAOS_LEN));
+			CK(t.sum == tag_sum(t.wid, t.seq, buf[i] + TAG_SZ, iov[i].iov_len - TAG_SZ));
+			if (!checker && !next[t.wid])
+				next[t.wid] = t.seq;	/* a victim joins anywhere */
+			if (t.seq != next[t.wid]) {
+				fprintf(stderr, "reader %u: writer %u's frame %u, want %u\n",
+					a->id, t.wid, t.seq, next[t.wid]);
+				return 1;
+			}
+			next[t.wid]++;
+		}
+		if (checker)
+			atomic_fetch_add(&c->read, (uint64_t)ret);
+	}
+	if (checker)
+		for (i = 0; i < CHAOS_IDS; i++)
+			atomic_store(&c->seen[a->id][i], next[i]);
+	return 0;
+}
+
+struct chaos_proc {
+	int pid;
+	bool writer;
+	struct chaos_arg arg;
+};
+
+static void chaos_start(struct chaos_proc *p, struct chaos *c, bool writer, uint32_t id)
+{
+	p->writer = writer;
+	p->arg = (struct chaos_arg){ .c = c, .id = id };
+	p->pid = h_spawn(writer ? chaos_writer : chaos_reader, &p->arg, 0);
+	assert_true(p->pid > 0);
+}
+
+#endif
+
+static void test_writers_and_readers_killed_at_random_lose_no_committed_frame(void **state)
+{
+#if SIDES_ARE_THREADS
+	(void)state;
+	h_skip(NEED_PROCESSES);
+#else
+	struct fx *f = *state;
+	const char *env = getenv("SLUICE_TEST_CHAOS_SECONDS");
+	unsigned int seconds = env ? (unsigned int)atoi(env) : CHAOS_SECONDS;
+	struct chaos_proc checker[CHAOS_CHECKERS], side[CHAOS_WRITERS + CHAOS_VICTIMS];
+	unsigned int n_sides = CHAOS_WRITERS + CHAOS_VICTIMS, i, kills = 0, victims = 0;
+	uint32_t ids = 0, id, k, seen;
+	struct sluice_chan_writer *holder;
+	struct sluice_chan *ch;
+	struct chaos *c;
+	uint64_t rng, off;
+	int64_t t0;
+	int st;
+
+	assert_int_equal(sluice_region_alloc(f->r, "chaos", SLUICE_OBJ_RAW,
+					     sizeof(*c), 64, &off), 0);
+	c = sluice_region_at(f->r, off, sizeof(*c));
+	c->region = f->name;
+	c->seed = getenv("SLUICE_TEST_SEED") ? strtoull(getenv("SLUICE_TEST_SEED"), NULL, 0) :
+					      (uint64_t)time(NULL);
+	rng = mix(c->seed) | 1;
+	print_message("    seed %" PRIu64 " (SLUICE_TEST_SEED), %u s\n", c->seed, seconds);
+	ch = mk(f, CHAOS_CAP, SLUICE_CHAN_BLOCK, NULL);
+	/* Held open all along: killing the last strong writer would drain it. */
+	holder = wr(ch, SLUICE_CHAN_STRONG, NULL);
+	for (i = 0; i < CHAOS_CHECKERS; i++)
+		chaos_start(&checker[i], c, false, i);
+	assert_int_equal(wait_for(&c->ready, CHAOS_CHECKERS, 10000), 0);
+	for (i = 0; i < n_sides; i++)
+		if (i < CHAOS_WRITERS)
+			chaos_start(&side[i], c, true, ids++);
+		else
+			chaos_start(&side[i], c, false, CHAOS_CHECKERS + victims++);
+
+	t0 = h_now_ms();
+	while (h_now_ms() - t0 < (int64_t)seconds * 1000 && ids < CHAOS_IDS - n_sides) {
+		usleep((useconds_t)(rng_next(&rng) % 8000));
+		i = (unsigned int)(rng_next(&rng) % n_sides);
+		kill(side[i].pid, SIGKILL);
+		st = h_wait(side[i].pid);
+		if (st != H_SIGNALED + SIGKILL)
+			fail_msg("a %s exited with %d before it was killed",
+				 side[i].writer ? "writer" : "reader", st);
+		kills++;
+		if (side[i].writer)
+			chaos_start(&side[i], c, true, ids++);
+		else
+			chaos_start(&side[i], c, false, CHAOS_CHECKERS + victims++);
+	}
+
+	/* Writers finish; the last strong writer's close drains the channel. */
+	atomic_store(&c->stop, 1);
+	for (i = 0; i < n_sides; i++)
+		if (side[i].writer)
+			assert_int_equal(h_wait(side[i].pid), 0);
+	wshut(holder);
+	for (i = 0; i < n_sides; i++)
+		if (!side[i].writer)
+			assert_int_equal(h_wait(side[i].pid), 0);
+	for (i = 0; i < CHAOS_CHECKERS; i++)
+		assert_int_equal(h_wait(checker[i].pid), 0);
+
+	/* Each writer: all it committed, and at most the commit it died in. */
+	for (id = 0; id < ids; id++) {
+		for (i = 0; i < CHAOS_CHECKERS; i++) {
+			seen = atomic_load(&c->seen[i][id]);
+			k = atomic_load(&c->closed[id]) ? 0 : atomic_load(&c->inflight[id]);
+			if (seen < atomic_load(&c->last[id]) || seen > atomic_load(&c->last[id]) + k)
+				fail_msg("checker %u read %u frames of writer %u, which committed "
+					 "%u (+%u under way)", i, seen, id,
+					 atomic_load(&c->last[id]), k);
+		}
+	}
+	print_message("    %u kills (%u writers, %u readers started), %" PRIu64
+		      " frames read by each checker, all in order\n",
+		      kills, ids, victims, atomic_load(&c->read) / CHAOS_CHECKERS);
+	cshut(ch);
+#endif
+}
+
+/*
+ * A peer scribbling over the channel's shared words while writers and
+ * readers of every kind make calls: errors, yes, but every call returns,
+ * the blocking ones by their deadline (plus a margin for the scheduler of
+ * a busy machine), and nothing crashes or reads outside its buffers (the
+ * ASan build says so).  SLUICE_TEST_SCRIBBLE_SECONDS runs it longer.
+ */
+#if defined(H_ASAN)
+#define SCRIBBLE_SECONDS	5u
+#define SCRIBBLE_MARGIN_MS	250u
+#else
+#define SCRIBBLE_SECONDS	10u
+#define SCRIBBLE_MARGIN_MS	100u
+#endif
+#define SCRIBBLE_DEADLINE_MS	20u
+
+#if !SIDES_ARE_THREADS
+struct scribble {
+	const char *region;
+	_Atomic uint32_t stop;
+	_Atomic uint32_t ready;
+	_Atomic uint64_t calls;
+	_Atomic uint64_t errors;
+	_Atomic uint64_t worst_ns;		/* a blocking call's, past its deadline */
+};
+
+struct scribble_arg {
+	struct scribble *s;
+	unsigned int role;			/* 0 1: writers, 2 3: readers */
+};
+
+static bool errno_known(int ret)
+{
+	switch (ret) {
+	case -EAGAIN: case -ETIMEDOUT: case -ECONNABORTED: case -EPIPE:
+	case -EOVERFLOW: case -EBADMSG: case -ENOBUFS: case -EBUSY:
+	case -EUSERS: case -EMSGSIZE:
+		return true;
+	}
+	return false;
+}
+
+static int scribble_side(void *p)
+{
+	struct scribble_arg *a = p;
+	struct scribble *s = a->s;
+	SLUICE_OPTS(sluice_chan_opts, o, .timeout_ns = SCRIBBLE_DEADLINE_MS * MS);
+	uint64_t rng = mix(a->role + 77) | 1, t0, took, worst;
+	struct sluice_chan_writer *w = NULL;
+	struct sluice_chan_reader *r = NULL;
+	unsigned char *buf = malloc(4096);
+	struct sluice_region *reg;
+	struct sluice_chan *ch;
+	struct iovec iov[4];
+	bool block;
+	int ret = 0, i;
+
+	CK(buf);
+	CK_EQ(sluice_region_open(s->region, NULL, &reg), 0);
+	CK_EQ(sluice_chan_attach(reg, "c", &o, &ch), 0);
+	atomic_fetch_add(&s->ready, 1);
+	while (!atomic_load(&s->stop)) {
+		/* Endpoints come and go: opens meet the scribbled tables too. */
+		if (a->role < 2 && !w) {
+			ret = sluice_chan_writer_open(ch, a->role ? SLUICE_CHAN_WEAK :
+						      SLUICE_CHAN_STRONG, NULL, &w);
+		} else if (a->role >= 2 && !r) {
+			ret = sluice_chan_reader_open(ch, a->role == 2 ? SLUICE_CHAN_STRONG :
+						      SLUICE_CHAN_WEAK, NULL, &r);
+		} else {
+			block = rng_next(&rng) & 1;
+			for (i = 0; i < 4; i++)
+				iov[i] = (struct iovec){ buf + i * 1024, 1 + rng_next(&rng) % 1000 };
+			t0 = sluice__now_ns(CLOCK_MONOTONIC);
+			if (w && block)
+				ret = sluice_chan_write_batch(w, iov, 4);
+			else if (w)
+				ret = sluice_chan_try_write_batch(w, iov, 4);
+			else if (block)
+				ret = sluice_chan_read_batch(r, iov, 4);
+			else
+				ret = sluice_chan_try_read_batch(r, iov, 4);
+			took = sluice__now_ns(CLOCK_MONOTONIC) - t0;
+			if (took > (block ? SCRIBBLE_DEADLINE_MS * MS : 0)) {
+				took -= block ? SCRIBBLE_DEADLINE_MS * MS : 0;
+				worst = atomic_load(&s->worst_ns);
+				while (took > worst &&
+				       !atomic_compare_exchange_weak(&s->worst_ns, &worst, took))
+					;
+			}
+			/* What a read hands out fits what it was given. */
+			for (i = 0; r && i < ret; i++)
+				CK(iov[i].iov_len <= 1000);
+			CK(ret <= 4);
+		}
+		atomic_fetch_add(&s->calls, 1);
+		if (ret < 0) {
+			if (!errno_known(ret)) {
+				fprintf(stderr, "side %u: %s\n", a->role, strerror(-ret));
+				return 1;
+			}
+			atomic_fetch_add(&s->errors, 1);
+			/* Start again now and then, as a user who gives up would. */
+			if (ret != -EAGAIN && ret != -ETIMEDOUT && rng_next(&rng) % 4 == 0) {
+				sluice_chan_writer_close(w);
+				sluice_chan_reader_close(r);
+				w = NULL;
+				r = NULL;
+			}
+		}
+	}
+	sluice_chan_writer_close(w);
+	sluice_chan_reader_close(r);
+	CK_EQ(sluice_chan_close(ch), 0);
+	free(buf);
+	return 0;
+}
+
+/* Somewhere in the channel's shared words, something else. */
+static void scribble_once(const struct lay *l, uint64_t *rng)
+{
+	_Atomic uint64_t *w64 = NULL;
+	_Atomic uint32_t *w32 = NULL;
+	uint64_t v = rng_next(rng), cur, k = rng_next(rng);
+	uint32_t e;
+
+	switch (k % 12) {
+	case 0: w64 = &l->h->tail; break;
+	case 1: w64 = &l->h->committed; break;
+	case 2: w32 = &l->h->ctl; break;
+	case 3: w32 = (k >> 8) & 1 ? &l->h->rseq : &l->h->wseq; break;
+	case 4: w32 = (k >> 8) & 1 ? &l->h->rwait : &l->h->wwait; break;
+	case 5: w64 = &l->index[(k >> 8) % CHAN_INDEX_N]; break;
+	case 6:
+		e = (uint32_t)((k >> 8) % l->h->readers_max);
+		w64 = (k >> 20) % 3 == 0 ? &l->rent[e].cursor :
+		      (k >> 20) % 3 == 1 ? &l->rent[e].owner : &l->rent[e].start;
+		break;
+	case 7:
+		e = (uint32_t)((k >> 8) % l->h->writers_max);
+		if ((k >> 20) % 5 == 3)
+			w32 = &l->went[e].len;
+		else if ((k >> 20) % 5 == 4)
+			w32 = &l->went[e].state;
+		else
+			w64 = (k >> 20) % 5 == 0 ? &l->went[e].owner :
+			      (k >> 20) % 5 == 1 ? &l->went[e].start : &l->went[e].from;
+		break;
+	case 8: case 9:
+		w64 = &slice_at(l, ((k >> 8) % l->cap) & ~15ull)->seal;
+		break;
+	default:
+		w32 = (_Atomic uint32_t *)(l->data + (((k >> 8) % l->cap) & ~3ull));
+		break;
+	}
+	/* Near what is there as often as anything at all: it gets further. */
+	if (w64) {
+		cur = atomic_load(w64);
+		switch (v % 4) {
+		case 0: v = cur + (v >> 8) % 64 * 16; break;
+		case 1: v = cur - (v >> 8) % 64 * 16; break;
+		case 2: v = cur ^ (1ull << ((v >> 8) % 64)); break;
+		}
+		atomic_store(w64, v);
+	} else {
+		cur = atomic_load(w32);
+		switch (v % 4) {
+		case 0: v = cur + (v >> 8) % 64; break;
+		case 1: v = cur - (v >> 8) % 64; break;
+		case 2: v = cur ^ (1ull << ((v >> 8) % 32)); break;
+		}
+		atomic_store(w32, (uint32_t)v);
+	}
+}
+
+#endif
+
+static void test_a_scribbling_peer_never_makes_a_call_crash_or_overrun_its_deadline(void **state)
+{
+#if SIDES_ARE_THREADS
+	(void)state;
+	h_skip("needs processes: the scribbler's writes race with readers' copies by design");
+#else
+	struct fx *f = *state;
+	const char *env = getenv("SLUICE_TEST_SCRIBBLE_SECONDS");
+	unsigned int seconds = env ? (unsigned int)atoi(env) : SCRIBBLE_SECONDS;
+	struct scribble_arg arg[4];
+	struct sluice_chan *ch;
+	struct scribble *s;
+	uint64_t off, rng = 0x5c1bb1e, n = 0;
+	int pid[4], i;
+	struct lay l;
+	int64_t t0;
+
+	assert_int_equal(sluice_region_alloc(f->r, "scribble", SLUICE_OBJ_RAW,
+					     sizeof(*s), 64, &off), 0);
+	s = sluice_region_at(f->r, off, sizeof(*s));
+	s->region = f->name;
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, NULL);
+	l = lay_of(f);
+	for (i = 0; i < 4; i++) {
+		arg[i] = (struct scribble_arg){ .s = s, .role = (unsigned int)i };
+		pid[i] = h_spawn(scribble_side, &arg[i], seconds + 30);
+		assert_true(pid[i] > 0);
+	}
+	assert_int_equal(wait_for(&s->ready, 4, 10000), 0);
+	t0 = h_now_ms();
+	while (h_now_ms() - t0 < (int64_t)seconds * 1000) {
+		scribble_once(&l, &rng);
+		if (++n % 64 == 0)
+			usleep(100);
+	}
+	atomic_store(&s->stop, 1);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(h_wait(pid[i]), 0);
+	print_message("    %" PRIu64 " scribbles, %" PRIu64 " calls (%" PRIu64
+		      " errors); the latest return past a deadline: %.1f ms\n",
+		      n, atomic_load(&s->calls), atomic_load(&s->errors),
+		      (double)atomic_load(&s->worst_ns) / 1e6);
+	assert_true(atomic_load(&s->worst_ns) < SCRIBBLE_MARGIN_MS * MS);
+	cshut(ch);
+#endif
+}
+
 /* ---------------------------------------------------------------- main */
 
 #define T(f)	cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -4351,6 +5723,38 @@ int main(void)
 		T(test_a_committed_off_the_grid_never_leads_a_writer_out_of_the_ring),
 		T(test_a_tail_off_the_grid_never_leads_a_writer_out_of_the_ring),
 		T(test_garbage_in_shared_memory_never_crashes_or_overruns),
+		/* every wait ends */
+		T(test_a_read_behind_a_held_slice_of_a_drained_channel_ends_by_its_deadline),
+		T(test_a_drain_bit_in_ctl_alone_is_ebadmsg_at_once),
+		T(test_a_terminate_bit_in_ctl_alone_is_ebadmsg_at_once),
+		T(test_a_weak_writer_waiting_for_a_place_sees_terminate_at_once),
+		T(test_a_weak_writer_waiting_for_a_place_sees_drain_at_once),
+		/* killed at each point */
+		T(test_a_writer_killed_holding_a_wrapped_slice_is_skipped),
+		T(test_a_writer_killed_holding_a_wrapped_slice_is_skipped_past_a_joining_reader),
+		T(test_a_writer_killed_holding_a_wrapped_slice_is_skipped_after_its_pad_is_reused),
+		T(test_a_weak_writer_killed_holding_a_wrapped_slice_is_skipped),
+		T(test_a_writer_killed_before_sealing_its_pad_is_skipped),
+		T(test_a_writer_killed_before_sealing_its_pad_is_skipped_past_a_joining_reader),
+		T(test_a_writer_killed_right_after_winning_a_wrapping_reservation_is_skipped),
+		T(test_a_writer_killed_right_after_winning_its_reservation_is_skipped),
+		T(test_a_writer_killed_before_reserving_leaves_nothing_behind),
+		T(test_a_writer_killed_between_sealing_and_idling_is_delivered),
+		T(test_a_weak_writer_killed_between_sealing_and_giving_its_place_is_delivered),
+		T(test_a_last_strong_writer_killed_while_closing_drains_the_channel),
+		/* a hostile peer */
+		T(test_committed_moved_back_is_ebadmsg_to_the_writer_who_sees_it),
+		T(test_a_strong_readers_cursor_moved_by_a_peer_is_ebadmsg),
+		T(test_a_strong_readers_place_freed_by_a_peer_is_ebadmsg),
+		T(test_a_forged_dead_strong_writer_never_drains_a_channel_held_open),
+		T(test_a_read_passes_a_bounded_number_of_empty_slices_per_call),
+		T(test_a_blocking_read_ends_by_its_deadline_while_a_peer_forges_slices_ahead),
+		T(test_a_read_that_gets_somewhere_on_every_pass_still_ends_by_its_deadline),
+		T(test_a_read_that_gets_somewhere_on_every_pass_still_ends_when_cancelled),
+		T(test_a_write_that_never_wins_its_reservation_naps_and_ends_by_its_deadline),
+		/* chaos */
+		T(test_writers_and_readers_killed_at_random_lose_no_committed_frame),
+		T(test_a_scribbling_peer_never_makes_a_call_crash_or_overrun_its_deadline),
 		/* many processes */
 		T(test_many_writers_and_readers_see_every_frame_once_in_order),
 		T(test_many_to_many_through_a_small_ring_while_sleeping),

@@ -21,7 +21,7 @@
  * its threads) that opened it; a forked child opens its own.
  *
  * Writers.  A strong writer holds a place in the channel's writer table for
- * as long as it is open, and counts toward drain: when the last strong
+ * as long as it is open, and holds the channel open: when the last strong
  * writer closes (or dies), the channel drains by itself, as a pipe does
  * when its last writer closes.  A weak writer takes a place only for the
  * time between reserving a slice and committing it, and does not count:
@@ -40,6 +40,10 @@
  * calling try_ calls that fail with -EAGAIN), and at once when a liveness
  * monitor (opts.liveness) sees one of the peers they wait on die.
  *
+ * Every blocking call returns by its deadline, whatever peers write into
+ * the channel's memory: its waits check the deadline and the token on
+ * every pass, and one call does a bounded amount of work.
+ *
  * Errors common to the data calls:
  *   -EAGAIN        try_ call: no room (writer), no frame (reader)
  *   -ETIMEDOUT     blocking call: the endpoint's timeout passed (default 5 s)
@@ -49,6 +53,9 @@
  *                  everything committed has been read (end of channel)
  *   -EOVERFLOW     weak reader: writers overtook it (see sluice_chan_lost())
  *   -EBADMSG       a peer wrote something impossible into shared memory
+ *                  (a position moved back, a strong reader's place changed
+ *                  under it, a header that cannot be); the call returns,
+ *                  and what it would have read or written is not trusted
  *   -EBUSY         a reserved slice is outstanding
  *   -EINVAL        a bad argument
  */

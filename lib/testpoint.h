@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test points: named instants inside a call at which a test can stop or
+ * kill the process, to prove what a death at exactly that instant leaves
+ * in shared memory.  Only tests set the hook (they link libsluice.a); it
+ * is not exported from libsluice.so.  Unset, a point costs a load and a
+ * branch predicted not taken, on paths that already store to shared
+ * lines.
+ */
+#ifndef SLUICE_TESTPOINT_H
+#define SLUICE_TESTPOINT_H
+
+enum sluice__tp {
+	/* Channel writer: intent stored (CLAIMING), tail not yet moved. */
+	SLUICE__TP_CHAN_INTENT = 1,
+	/* Channel writer: tail moved, the place still says CLAIMING. */
+	SLUICE__TP_CHAN_CLAIMED,
+	/* Channel writer: the place says FILLING, a wrap's pad not sealed. */
+	SLUICE__TP_CHAN_FILLING,
+	/* Channel writer: its slice sealed, its place not yet idle. */
+	SLUICE__TP_CHAN_SEALED,
+	/* Strong channel writer closing: counted out, drain not decided. */
+	SLUICE__TP_CHAN_CLOSING,
+	/* Channel reader: stopped after SKIPS_MAX empty slices. */
+	SLUICE__TP_CHAN_SKIPS,
+};
+
+extern void (*sluice__tp_hook)(enum sluice__tp point);
+
+static inline void sluice__tp(enum sluice__tp point)
+{
+	if (__builtin_expect(sluice__tp_hook != 0, 0))
+		sluice__tp_hook(point);
+}
+
+#endif /* SLUICE_TESTPOINT_H */
