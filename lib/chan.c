@@ -119,6 +119,7 @@
 #define CAS_TRIES		256u		/* lost reservations, then -EAGAIN */
 #define STUCK_MAX		4u		/* passes that found nothing, trusted */
 #define NAP_NS			(1000000ull)	/* a distrusted pass's sleep, at most */
+#define LOCK_TRY_NS		(1000000ull)	/* a try_ call's wait for the lock */
 #define OWN_AHEAD_MAX		4096u		/* bytes owned ahead of the next batch */
 #define SLIP_MAX		256u		/* a reader's pauses: about 6 us */
 
@@ -495,7 +496,7 @@ static void spin_adapt(struct waiting *w, uint64_t took, bool spun)
 	w->spin_ns = (uint32_t)(next < w->spin_max ? next : w->spin_max);
 }
 
-static void sweep(struct sluice_chan *ch);
+static void sweep(struct sluice_chan *ch, uint64_t deadline);
 
 /*
  * A try_ call said -EAGAIN.  Callers that never block never sleep, so
@@ -512,8 +513,9 @@ static void idle(struct sluice_chan *ch, struct waiting *w)
 	if (now - w->swept_at < SWEEP_NS)
 		return;
 	w->swept_at = now;
+	/* A try_ call waits for the region lock no more than LOCK_TRY_NS. */
 	if (w->idle > IDLE_EVERY)	/* not the first round: we have waited */
-		sweep(ch);
+		sweep(ch, now + LOCK_TRY_NS);
 }
 
 /*
@@ -715,7 +717,7 @@ sleep:
 		if ((ch->live && atomic_exchange_explicit(&ch->dead_seen, 0,
 							  memory_order_seq_cst)) ||
 		    now >= c->next_sweep) {
-			sweep(ch);
+			sweep(ch, c->deadline);
 			c->next_sweep = now + SWEEP_NS;
 			continue;
 		}
@@ -929,14 +931,15 @@ static bool dead_owner(const struct sluice_chan *ch, _Atomic uint64_t *place,
 
 static int set_ending(struct sluice_chan *ch, uint64_t tail_bit, uint32_t ctl_bit);
 
-static void sweep(struct sluice_chan *ch)
+/* Under the region lock, taken by @deadline at the latest, or skipped. */
+static void sweep(struct sluice_chan *ch, uint64_t deadline)
 {
 	bool changed = false, strong_gone = false;
 	uint32_t i, st, len, kind;
 	uint64_t owner, from;
 	enum claim claim;
 
-	if (sluice__region_lock(ch->region))
+	if (sluice__region_lock_until(ch->region, deadline))
 		return;
 	for (i = 0; i < ch->writers_max; i++) {
 		struct sluice_chan_went *e = &ch->writers[i];
@@ -1457,7 +1460,7 @@ static int reserve(struct sluice_chan_writer *w, uint32_t len, uint32_t frames)
 		atomic_store_explicit(&e->from, from, memory_order_relaxed);
 		atomic_store_explicit(&e->len, len, memory_order_relaxed);
 		atomic_store_explicit(&e->state, CHAN_W_CLAIMING, memory_order_relaxed);
-		sluice__tp(SLUICE__TP_CHAN_INTENT);
+		sluice__tp(SLUICE__TP_CHAN_INTENT, NULL);
 		if (atomic_compare_exchange_weak_explicit(&ch->h->tail, &t, end,
 							  memory_order_seq_cst,
 							  memory_order_acquire))
@@ -1468,7 +1471,7 @@ static int reserve(struct sluice_chan_writer *w, uint32_t len, uint32_t frames)
 			goto out_idle;
 		}
 	}
-	sluice__tp(SLUICE__TP_CHAN_CLAIMED);
+	sluice__tp(SLUICE__TP_CHAN_CLAIMED, NULL);
 	/*
 	 * Relaxed: FILLING only tells a sweeper the CAS won, which it can
 	 * also work out (claim_of()); nothing is published by it.
@@ -1476,7 +1479,7 @@ static int reserve(struct sluice_chan_writer *w, uint32_t len, uint32_t frames)
 	atomic_store_explicit(&e->state, CHAN_W_FILLING, memory_order_relaxed);
 	index_mark(ch, from, at, end);
 	if (at != from) {
-		sluice__tp(SLUICE__TP_CHAN_FILLING);
+		sluice__tp(SLUICE__TP_CHAN_FILLING, NULL);
 		seal(ch, from, (uint32_t)(at - from - CHAN_SLICE_HDR), 0, CHAN_SLICE_PAD);
 	}
 	w->held = true;
@@ -1503,7 +1506,7 @@ static void finish(struct sluice_chan_writer *w, uint32_t kind)
 
 	seal(ch, w->at, w->len - CHAN_SLICE_HDR,
 	     kind == CHAN_SLICE_DATA ? w->frames : 0, kind);
-	sluice__tp(SLUICE__TP_CHAN_SEALED);
+	sluice__tp(SLUICE__TP_CHAN_SEALED, NULL);
 	if (w->kind == SLUICE_CHAN_WEAK) {
 		place_give(ch, (uint32_t)w->ent);
 		w->ent = -1;
@@ -1765,7 +1768,7 @@ void sluice_chan_writer_close(struct sluice_chan_writer *w)
 		 */
 		atomic_store_explicit(&ch->writers[w->ent].owner,
 				      CHAN_OWNER(ch->pid, CHAN_KIND_CLOSING), memory_order_seq_cst);
-		sluice__tp(SLUICE__TP_CHAN_CLOSING);
+		sluice__tp(SLUICE__TP_CHAN_CLOSING, NULL);
 		/* The last strong writer: the channel drains, as a pipe does. */
 		if (!strong_left(ch))
 			sluice_chan_drain(ch);
@@ -2050,7 +2053,7 @@ try_read_as(struct sluice_chan_reader *r, struct iovec *iov, unsigned int n,
 			if (kind != CHAN_SLICE_DATA) {
 				p = end;	/* nothing to take: pass it */
 				if (++skips == SKIPS_MAX) {
-					sluice__tp(SLUICE__TP_CHAN_SKIPS);
+					sluice__tp(SLUICE__TP_CHAN_SKIPS, NULL);
 					break;	/* enough for one call */
 				}
 				continue;

@@ -157,6 +157,11 @@ struct sluice_region;
  * Returns 0, -ETIMEDOUT or -EBADMSG.
  */
 int sluice__region_lock(struct sluice_region *r);
+/*
+ * The same, waiting no later than @deadline (CLOCK_MONOTONIC ns), nor more
+ * than the usual 2 s: for a call that must return by its own deadline.
+ */
+int sluice__region_lock_until(struct sluice_region *r, uint64_t deadline);
 void sluice__region_unlock(struct sluice_region *r);
 
 /* Where named regions live: /dev/shm unless SLUICE_SHM_DIR says otherwise. */

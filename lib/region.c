@@ -1195,11 +1195,14 @@ int sluice_region_find(const struct sluice_region *r, const char *name,
  * death at any point leaves at worst a gap in the heap, never a torn
  * entry.  The wait is bounded: anyone who can open the file can hold it.
  */
-static int dir_lock(struct sluice_region *r)
+static int dir_lock(struct sluice_region *r, uint64_t until)
 {
 	uint64_t deadline = sluice__now_ns(CLOCK_MONOTONIC) + DIR_LOCK_TIMEOUT_NS;
 	unsigned int step_us = 10;
 	int err;
+
+	if (until && until < deadline)
+		deadline = until;
 
 	pthread_mutex_lock(&r->lock);
 	/*
@@ -1241,7 +1244,12 @@ static void dir_unlock(struct sluice_region *r)
 
 int sluice__region_lock(struct sluice_region *r)
 {
-	return dir_lock(r);
+	return dir_lock(r, 0);
+}
+
+int sluice__region_lock_until(struct sluice_region *r, uint64_t deadline)
+{
+	return dir_lock(r, deadline);
 }
 
 void sluice__region_unlock(struct sluice_region *r)
@@ -1269,7 +1277,7 @@ int sluice_region_alloc(struct sluice_region *r, const char *name,
 	if (err)
 		return err;
 
-	err = dir_lock(r);
+	err = dir_lock(r, 0);
 	if (err)
 		return err;
 	err = dir_read(r, &d);

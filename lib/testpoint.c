@@ -2,4 +2,4 @@
 /* The test-point hook (see testpoint.h): set by tests, NULL otherwise. */
 #include "testpoint.h"
 
-void (*sluice__tp_hook)(enum sluice__tp point);
+void (*sluice__tp_hook)(enum sluice__tp point, void *obj);

@@ -23,14 +23,19 @@ enum sluice__tp {
 	SLUICE__TP_CHAN_CLOSING,
 	/* Channel reader: stopped after SKIPS_MAX empty slices. */
 	SLUICE__TP_CHAN_SKIPS,
+	/* SPSC ring (@obj the handle): a wait begins, before it looks. */
+	SLUICE__TP_SPSC_WAIT,
+	/* SPSC ring: a wait ended ready; the call looks next. */
+	SLUICE__TP_SPSC_READY,
 };
 
-extern void (*sluice__tp_hook)(enum sluice__tp point);
+/* @obj: the handle the point is in (a ring's), or NULL. */
+extern void (*sluice__tp_hook)(enum sluice__tp point, void *obj);
 
-static inline void sluice__tp(enum sluice__tp point)
+static inline void sluice__tp(enum sluice__tp point, void *obj)
 {
 	if (__builtin_expect(sluice__tp_hook != 0, 0))
-		sluice__tp_hook(point);
+		sluice__tp_hook(point, obj);
 }
 
 #endif /* SLUICE_TESTPOINT_H */

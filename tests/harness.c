@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -112,6 +113,46 @@ int h_wait(int pid)
 	if (WIFSIGNALED(status))
 		return H_SIGNALED + WTERMSIG(status);
 	return WEXITSTATUS(status);
+}
+
+struct held_lock {
+	const char *name;
+	int ready[2];
+};
+
+static int hold_lock(void *p)
+{
+	struct held_lock *h = p;
+	struct sluice_region *r;
+	char ok = 1;
+
+	close(h->ready[0]);
+	/* A test that fails before it kills us must not leave us behind. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (sluice_region_open(h->name, NULL, &r) || sluice__region_lock(r))
+		return 1;
+	if (write(h->ready[1], &ok, 1) != 1)
+		return 1;
+	for (;;)
+		pause();
+}
+
+int h_hold_region_lock(const char *name)
+{
+	struct held_lock h = { .name = name };
+	char ok = 0;
+	int pid;
+
+	if (pipe(h.ready))
+		return -errno;
+	pid = h_spawn(hold_lock, &h, 600);
+	close(h.ready[1]);
+	if (pid > 0 && read(h.ready[0], &ok, 1) != 1) {
+		h_wait(pid);
+		pid = -EIO;
+	}
+	close(h.ready[0]);
+	return pid;
 }
 
 int h_fork(int (*fn)(void *arg), void *arg, unsigned int timeout_s)

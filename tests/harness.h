@@ -39,6 +39,14 @@ int h_spawn(int (*fn)(void *arg), void *arg, unsigned int timeout_s);
 int h_wait(int pid);
 
 /*
+ * Hold the directory lock of region @name from a child until it is
+ * killed (kill(pid, SIGKILL) and h_wait(pid)): a peer that will not let
+ * go.  Returns the child's pid once it holds the lock, or a negative
+ * errno.
+ */
+int h_hold_region_lock(const char *name);
+
+/*
  * Huge pages: make sure @n pages of the default size are free in the pool
  * and a hugetlbfs is mounted, writing the mount's directory to @dir.  The
  * pool grows only; h_hugepages_restore() shrinks it back to what it was

@@ -179,6 +179,8 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 
+	/* A test point a failed test left set must not act in the next. */
+	sluice__tp_hook = NULL;
 	close_all();
 	if (f) {
 		sluice_region_destroy(f->r);
@@ -4479,8 +4481,9 @@ static void pk_die(void)
 	_exit(98);
 }
 
-static void pk_hook(enum sluice__tp point)
+static void pk_hook(enum sluice__tp point, void *obj)
 {
+	(void)obj;
 	if (point == pk_now->point)
 		pk_die();
 }
@@ -4981,8 +4984,9 @@ static struct {
 	uint64_t next;		/* forged up to here */
 } ahead;
 
-static void forge_ahead(enum sluice__tp point)
+static void forge_ahead(enum sluice__tp point, void *obj)
 {
+	(void)obj;
 	/* A read passes 64 a call: forge as many again, half a ring ahead. */
 	if (point == SLUICE__TP_CHAN_SKIPS)
 		ahead.next = forge_skips(&ahead.l, ahead.next, ahead.next + 64 * CHAN_SLICE_HDR,
@@ -5050,8 +5054,9 @@ static struct {
 	unsigned long n;
 } flip;
 
-static void flip_tail(enum sluice__tp point)
+static void flip_tail(enum sluice__tp point, void *obj)
 {
+	(void)obj;
 	if (point == SLUICE__TP_CHAN_INTENT)
 		atomic_store(flip.tail, ++flip.n & 1 ? flip.base + 16 : flip.base);
 }
@@ -5089,6 +5094,50 @@ static void test_a_write_that_never_wins_its_reservation_naps_and_ends_by_its_de
 	guard_stop(&g);
 	wshut(w);
 	cshut(ch);
+}
+
+
+/*
+ * A peer that holds the region's lock (which sweeps take) for good: a
+ * blocking call still ends by its deadline, and a try_ call at once.
+ */
+static void test_a_peer_holding_the_region_lock_delays_no_call_past_its_deadline(void **state)
+{
+#if SIDES_ARE_THREADS
+	(void)state;
+	h_skip(NEED_PROCESSES);
+#else
+	struct fx *f = *state;
+	SLUICE_OPTS(sluice_chan_opts, o, .timeout_ns = 100 * MS);
+	struct sluice_chan_reader *r;
+	struct sluice_chan *ch;
+	int64_t t0, worst = 0, took;
+	unsigned int i;
+	int pid;
+
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, NULL);
+	r = rd(ch, SLUICE_CHAN_STRONG, &o);
+	pid = h_hold_region_lock(f->name);
+	assert_true(pid > 0);
+	t0 = h_now_ms();
+	assert_int_equal(sluice_chan_read(r, scratch, sizeof(scratch)), -ETIMEDOUT);
+	assert_took(t0, 100, 500);
+	/* try_ calls look for the dead after 20 ms of -EAGAIN: never for long. */
+	t0 = h_now_ms();
+	for (i = 0; h_now_ms() - t0 < 100; i++) {
+		took = h_now_ms();
+		assert_int_equal(sluice_chan_try_read(r, scratch, sizeof(scratch)), -EAGAIN);
+		took = h_now_ms() - took;
+		if (took > worst)
+			worst = took;
+	}
+	kill(pid, SIGKILL);
+	h_wait(pid);
+	print_message("    %u try_ calls, the longest %" PRId64 " ms\n", i, worst);
+	assert_true(worst < 50);
+	rshut(r);
+	cshut(ch);
+#endif
 }
 
 /* ---------------------------------------------------------------- chaos */
@@ -5752,6 +5801,7 @@ int main(void)
 		T(test_a_read_that_gets_somewhere_on_every_pass_still_ends_by_its_deadline),
 		T(test_a_read_that_gets_somewhere_on_every_pass_still_ends_when_cancelled),
 		T(test_a_write_that_never_wins_its_reservation_naps_and_ends_by_its_deadline),
+		T(test_a_peer_holding_the_region_lock_delays_no_call_past_its_deadline),
 		/* chaos */
 		T(test_writers_and_readers_killed_at_random_lose_no_committed_frame),
 		T(test_a_scribbling_peer_never_makes_a_call_crash_or_overrun_its_deadline),
