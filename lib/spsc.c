@@ -18,9 +18,9 @@
  * So tail is a lower bound of what was published, often behind head; the
  * tags say the rest (a takeover walks them), and end of stream is CLOSED
  * plus the tags.  Whatever is loaded from the other side is checked: a
- * head outside [pos - count, pos], a tail more than count ahead of head,
- * or a length over the slot size, is -EBADMSG; a tag that does not match
- * just means "not published yet".
+ * head outside [pos - count, pos] or behind one seen before, a tail more
+ * than count ahead of head, or a length over the slot size, is -EBADMSG;
+ * a tag that does not match just means "not published yet".
  *
  * Sleeping without losing a wakeup.  A side that found nothing to do spins
  * for a while, then sleeps on its futex word (side.seq).  The classic
@@ -63,12 +63,14 @@
 #include "futex.h"
 #include "internal.h"
 #include "spsc_internal.h"
+#include "testpoint.h"
 
 #define DEFAULT_TIMEOUT_NS	(5 * 1000000000ull)
 #define SPIN_MAX_NS		50000u
 #define SPIN_MIN_NS		1000u
 #define ARM_KEEP_NS		100000u	/* a sleep longer than this disarms */
 #define WATCH_RETRY_NS		(50 * 1000000ull)	/* no peer to watch: look again */
+#define LOCK_TRY_NS		(1000000ull)	/* past its deadline, a wait for the lock */
 
 /* ------------------------------------------------------------- membarrier */
 
@@ -225,14 +227,15 @@ static void wake_side(struct sluice_spsc_side *s);
  * orders the loads of pid and start: the side may have been taken over by
  * a new process since, and that one is alive.  A side whose holder could
  * not read its start time (0) names the pid alone.  Returns -ETIMEDOUT if
- * the lock was held too long (nothing marked).
+ * the lock was held past @deadline (0: the usual 2 s; nothing marked).
  */
-static int mark_dead(struct sluice_spsc *q, pid_t pid, uint64_t start)
+static int mark_dead(struct sluice_spsc *q, pid_t pid, uint64_t start,
+		     uint64_t deadline)
 {
 	uint64_t held;
 	int err;
 
-	err = sluice__region_lock(q->region);
+	err = sluice__region_lock_until(q->region, deadline);
 	if (err)
 		return err;
 	held = atomic_load_explicit(&q->peer->start, memory_order_relaxed);
@@ -253,7 +256,7 @@ static void peer_died(pid_t pid, uint64_t start, void *arg)
 {
 	struct sluice_spsc *q = arg;
 
-	if (mark_dead(q, pid, start)) {
+	if (mark_dead(q, pid, start, 0)) {
 		atomic_store_explicit(&q->dead_start, start, memory_order_relaxed);
 		/* Release: whoever takes the pid sees the start. */
 		atomic_store_explicit(&q->dead_pid, pid, memory_order_release);
@@ -523,6 +526,17 @@ struct ev_bridge;
 static void ev_drained(struct ev_bridge *ev);
 
 /*
+ * A try_ call found nothing.  If a wait has just said ready, with no
+ * progress since, the peer took back what the wait saw: the next wait is
+ * the same call's, on the same clock (sluice_spsc_wait()).
+ */
+static void deny_ready(struct sluice_spsc *q)
+{
+	if (q->ready_pos == q->pos + 1)
+		q->ready_denied = 1;
+}
+
+/*
  * Look again at what the peer did.  Returns 0 when there is room
  * (producer) or a packet (consumer), else why not.
  */
@@ -546,9 +560,18 @@ int sluice__spsc_refill(struct sluice_spsc *q)
 		idx = atomic_load_explicit(&q->ring->head, memory_order_acquire);
 		if (q->pos - idx > q->count)
 			return -EBADMSG;
+		/*
+		 * head only grows.  Behind what we saw before, it would take
+		 * back room a wait has already reported: the call it woke
+		 * would find none, and the two must agree.
+		 */
+		if (idx + q->count < q->limit)
+			return -EBADMSG;
 		q->limit = idx + q->count;
-		if (q->limit == q->pos)
+		if (q->limit == q->pos) {
+			deny_ready(q);
 			return -EAGAIN;
+		}
 		/* Room: whatever made us sleep on a full ring is over. */
 		disarm(q);
 		return 0;
@@ -559,6 +582,7 @@ int sluice__spsc_refill(struct sluice_spsc *q)
 		return -EPIPE;
 	if (q->ev)
 		ev_drained(q->ev);	/* drained: the bridge may signal again */
+	deny_ready(q);
 	return -EAGAIN;
 }
 
@@ -639,32 +663,89 @@ static void slip_adapt(struct sluice_spsc *q, unsigned int polls)
 }
 
 /*
- * A wait's clock.  Reading it costs tens of nanoseconds in a VM, as much as
- * a whole packet, so a wait reads it only once it has lasted a few dozen
- * polls; a short wait (the common case on a busy ring) never does.
+ * A blocking call's clock: every wait of one call (a batch may wait many
+ * times) runs to one deadline.  Reading the clock costs tens of
+ * nanoseconds in a VM, as much as a whole packet, so a call reads it only
+ * once a wait has lasted a few dozen polls, or when it has to wait a
+ * second time; a short wait (the common case on a busy ring) never does.
  */
 struct wait_clock {
 	uint64_t start;			/* 0 until first read */
 	uint64_t deadline;
+	unsigned int passes;		/* waits of this call so far */
 };
 
 #define CLOCK_EVERY	64u	/* polls between clock reads */
 #define POLL_NS		32u	/* about one poll and pause, for untimed waits */
 
-static void clock_start(const struct sluice_spsc *q, struct wait_clock *c,
-			uint64_t now)
+/* The time now; the first read of a call starts its clock. */
+static uint64_t clock_read(const struct sluice_spsc *q, struct wait_clock *c)
 {
-	c->start = now;
-	/* Saturate: a timeout too large to add means no deadline at all. */
-	c->deadline = q->timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + q->timeout_ns;
+	uint64_t now = sluice__now_ns(CLOCK_MONOTONIC);
+
+	if (!c->start) {
+		c->start = now;
+		/* Saturate: a timeout too large to add means no deadline at all. */
+		c->deadline = q->timeout_ns > UINT64_MAX - now ? UINT64_MAX :
+			      now + q->timeout_ns;
+	}
+	return now;
+}
+
+/*
+ * Has the process @pid, started at @start, gone?  Only a definite answer
+ * counts: no such process (or every thread of it exiting), or another one
+ * under that pid.  A /proc we cannot read says nothing.  A holder that
+ * could not read its own start time (0) is judged by its pid alone.
+ */
+static bool holder_gone(pid_t pid, uint64_t start)
+{
+	uint64_t now;
+	int err = sluice__proc_start_time(pid, &now);
+
+	return err == -ESRCH || (!err && start && now != start);
+}
+
+/*
+ * A wait reached the call's deadline.  Without a monitor, a dead peer
+ * looks just like a slow one, and each later call would wait a whole
+ * timeout to learn nothing more; so look at the peer's process now, and
+ * if its side still names a process that is gone, mark it DEAD as the
+ * monitor would.  The call then ends as on a close: -EPIPE, for a consumer
+ * once nothing is left to read.  Otherwise -ETIMEDOUT, even if the ring is
+ * ready by now: a peer that keeps it just ready must not keep the call.
+ * Marking takes the region lock, which an honest process holds for
+ * microseconds; held longer (by a peer, say), we give up after
+ * LOCK_TRY_NS and it stays a timeout.  Never 0 nor -EAGAIN.
+ */
+static int deadline_passed(struct sluice_spsc *q)
+{
+	uint32_t ctl = atomic_load_explicit(&q->peer->ctl, memory_order_acquire);
+	uint64_t start;
+	int32_t pid;
+	int err;
+
+	if ((ctl & (SLUICE_SPSC_ATTACHED | SLUICE_SPSC_CLOSED | SLUICE_SPSC_DEAD)) ==
+	    SLUICE_SPSC_ATTACHED) {
+		/* Stored before ATTACHED (release, in side_claim()): seen with it. */
+		pid = atomic_load_explicit(&q->peer->pid, memory_order_relaxed);
+		start = atomic_load_explicit(&q->peer->start, memory_order_relaxed);
+		/* Lock held too long: nothing marked, and a timeout it stays. */
+		if (pid > 0 && holder_gone(pid, start))
+			(void)mark_dead(q, pid, start, sluice__now_ns(CLOCK_MONOTONIC) +
+						      LOCK_TRY_NS);
+	}
+	err = sluice__spsc_refill(q);
+	return err && err != -EAGAIN ? err : -ETIMEDOUT;
 }
 
 /*
  * Spin for the budget.  Returns 0 (ready, with how long it took in
- * @took_ns), -EAGAIN (budget spent: sleep), or an error.
+ * @took_ns), -EAGAIN (budget spent: sleep), or an error.  @began: when
+ * this wait first read the clock, 0 until it does.
  */
 static int spin_wait(struct sluice_spsc *q, struct wait_clock *c,
-		     uint64_t *took_ns)
+		     uint64_t *began, uint64_t *took_ns)
 {
 	uint64_t budget = q->spin_ns, now;
 	/* A budget shorter than CLOCK_EVERY polls: check it on every poll. */
@@ -682,7 +763,7 @@ static int spin_wait(struct sluice_spsc *q, struct wait_clock *c,
 		if (err != -EAGAIN) {
 			if (!err) {
 				slip_adapt(q, i);
-				*took_ns = c->start ? sluice__now_ns(CLOCK_MONOTONIC) - c->start :
+				*took_ns = *began ? sluice__now_ns(CLOCK_MONOTONIC) - *began :
 					   (uint64_t)i * POLL_NS;
 			}
 			return err;
@@ -693,12 +774,12 @@ static int spin_wait(struct sluice_spsc *q, struct wait_clock *c,
 		err = sluice_cancel_reason(q->cancel);
 		if (err)
 			return err;
-		now = sluice__now_ns(CLOCK_MONOTONIC);
-		if (!c->start)
-			clock_start(q, c, now);	/* the wait began a few polls ago */
+		now = clock_read(q, c);
+		if (!*began)
+			*began = now;	/* the wait began a few polls ago */
 		if (now >= c->deadline)
-			return -ETIMEDOUT;
-		if (q->spin_max_ns != UINT32_MAX && now - c->start >= budget)
+			return deadline_passed(q);
+		if (q->spin_max_ns != UINT32_MAX && now - *began >= budget)
 			return -EAGAIN;
 	}
 }
@@ -738,7 +819,8 @@ static int sleep_wait(struct sluice_spsc *q, uint64_t deadline)
 		if (q->live && atomic_load_explicit(&q->dead_pid, memory_order_relaxed)) {
 			pid = atomic_exchange_explicit(&q->dead_pid, 0, memory_order_acquire);
 			if (!pid || !mark_dead(q, pid, atomic_load_explicit(&q->dead_start,
-									    memory_order_relaxed)))
+									    memory_order_relaxed),
+					       deadline))
 				continue;	/* marked: refill() sees it */
 			/* Still held: try again after a sleep, deadline and all. */
 			atomic_store_explicit(&q->dead_pid, pid, memory_order_release);
@@ -754,7 +836,7 @@ static int sleep_wait(struct sluice_spsc *q, uint64_t deadline)
 		 */
 		sluice__futex_wait(&q->self->seq, seq, wake_at == UINT64_MAX ? 0 : wake_at);
 		if (sluice__now_ns(CLOCK_MONOTONIC) >= deadline) {
-			err = -ETIMEDOUT;
+			err = deadline_passed(q);
 			break;
 		}
 	}
@@ -771,36 +853,86 @@ out_disarm:
 	return err;
 }
 
-int sluice_spsc_wait(struct sluice_spsc *q)
+/*
+ * One wait of a blocking call, on the call's clock @c: until the next try_
+ * call would not say -EAGAIN, the deadline, the token, or an error.
+ *
+ * The readiness test (refill()) and the try_ calls agree while the peer
+ * behaves: what refill() saw (a tag, room below head) stays until this
+ * side acts, so a call told "ready" makes progress or fails.  Room stays
+ * even against a hostile consumer (head moving back is -EBADMSG), but a
+ * hostile producer can take a tag back in between, and a pass that finds
+ * the ring ready at its first look reads no clock; so every pass after a
+ * call's first checks the token and the deadline before it looks at the
+ * ring, and such a peer can hold a call no longer than either.
+ */
+static int wait_pass(struct sluice_spsc *q, struct wait_clock *c)
 {
-	struct wait_clock c = { 0 };
-	uint64_t took;
+	uint64_t began = 0, took = 0;
 	int err;
 
-	if (!q)
-		return -EINVAL;
+	sluice__tp(SLUICE__TP_SPSC_WAIT, q);
+	if (c->passes++) {
+		err = sluice_cancel_reason(q->cancel);
+		if (err)
+			goto out;
+		if (clock_read(q, c) >= c->deadline) {
+			err = deadline_passed(q);
+			goto out;
+		}
+	}
 	err = sluice__spsc_refill(q);
 	if (err != -EAGAIN)
-		return err;
+		goto out;
 	err = sluice_cancel_reason(q->cancel);
 	if (err)
-		return err;
+		goto out;
 
 	if (q->spin_ns) {
-		err = spin_wait(q, &c, &took);
+		err = spin_wait(q, c, &began, &took);
 		if (err != -EAGAIN) {
 			if (!err) {
 				spin_adapt(q, took, true);
 				disarm(q);
 			}
-			return err;
+			goto out;
 		}
 	}
-	if (!c.start)
-		clock_start(q, &c, sluice__now_ns(CLOCK_MONOTONIC));
-	err = sleep_wait(q, c.deadline);
+	if (!began)
+		began = clock_read(q, c);
+	err = sleep_wait(q, c->deadline);
 	if (!err)
-		spin_adapt(q, sluice__now_ns(CLOCK_MONOTONIC) - c.start, false);
+		spin_adapt(q, sluice__now_ns(CLOCK_MONOTONIC) - began, false);
+out:
+	if (!err)
+		sluice__tp(SLUICE__TP_SPSC_READY, q);
+	return err;
+}
+
+/*
+ * A wait of its own, on a clock of its own, unless the last wait said
+ * ready and the try_ call after it found nothing (deny_ready()), which
+ * only a hostile peer can make happen: then this wait is that call's next
+ * pass, and carries on with its clock.  So a loop of try_ calls and waits,
+ * as the inline send and recv are, runs to one deadline.
+ */
+int sluice_spsc_wait(struct sluice_spsc *q)
+{
+	struct wait_clock c = { 0 };
+	int err;
+
+	if (!q)
+		return -EINVAL;
+	if (q->ready_denied && q->ready_pos == q->pos + 1)
+		c = (struct wait_clock){ q->ready_start, q->ready_deadline, 1 };
+	q->ready_pos = 0;
+	q->ready_denied = 0;
+	err = wait_pass(q, &c);
+	if (!err) {
+		q->ready_pos = q->pos + 1;
+		q->ready_start = c.start;
+		q->ready_deadline = c.deadline;
+	}
 	return err;
 }
 
@@ -931,7 +1063,8 @@ static int room(struct sluice_spsc *q, unsigned int n, uint32_t *k)
 
 /*
  * The consumer took nothing at pos: say why, from one fresh look.  0 means
- * the packet is there after all (published meanwhile): take it.
+ * the packet is there after all (published meanwhile): take it.  That is
+ * so once at most: an honest producer never takes a tag back.
  */
 static int nothing_taken(struct sluice_spsc *q, size_t cap)
 {
@@ -1075,26 +1208,40 @@ int sluice_spsc_try_send_batch(struct sluice_spsc *q, const struct iovec *iov,
 	return (int)k;
 }
 
+/*
+ * The rest of a send_batch that found the ring full after @sent packets:
+ * wait for room and send more, as often as it takes, on one clock.
+ */
+static __attribute__((noinline)) int
+send_batch_wait(struct sluice_spsc *q, const struct iovec *iov, unsigned int n,
+		unsigned int sent)
+{
+	struct wait_clock c = { 0 };
+	int ret;
+
+	do {
+		ret = wait_pass(q, &c);
+		if (!ret)
+			ret = sluice_spsc_try_send_batch(q, iov + sent, n - sent);
+		if (ret > 0)
+			sent += (unsigned int)ret;
+		else if (ret != -EAGAIN)
+			return sent ? (int)sent : ret;
+	} while (sent < n);
+	return (int)sent;
+}
+
 int sluice_spsc_send_batch(struct sluice_spsc *q, const struct iovec *iov,
 			   unsigned int n)
 {
-	unsigned int sent = 0;
-	int ret;
+	int ret = sluice_spsc_try_send_batch(q, iov, n);
 
-	if (!n)
-		return sluice_spsc_try_send_batch(q, iov, 0);
-	while (sent < n) {
-		ret = sluice_spsc_try_send_batch(q, iov + sent, n - sent);
-		if (ret > 0) {
-			sent += (unsigned int)ret;
-			continue;
-		}
-		if (ret == -EAGAIN)
-			ret = sluice_spsc_wait(q);
-		if (ret)
-			return sent ? (int)sent : ret;
-	}
-	return (int)sent;
+	/* A batch that fits at once pays nothing for waiting. */
+	if (ret == -EAGAIN)
+		return send_batch_wait(q, iov, n, 0);
+	if (ret >= 0 && (unsigned int)ret < n)
+		return send_batch_wait(q, iov, n, (unsigned int)ret);
+	return ret;
 }
 
 /*
@@ -1136,6 +1283,7 @@ take_run(_Atomic uint64_t *t, unsigned char *d, uint32_t stride, uint32_t cap,
 static inline __attribute__((always_inline)) int
 take(struct sluice_spsc *q, struct iovec *iov, unsigned int n, bool copy)
 {
+	bool looked = false;
 	struct view v;
 	uint32_t i, run;
 	int err;
@@ -1156,6 +1304,15 @@ again:
 		err = nothing_taken(q, copy ? iov[0].iov_len : SIZE_MAX);
 		if (err)
 			return err;
+		/*
+		 * Published meanwhile: look once more.  Missed twice, the
+		 * peer is flipping the tag; a loop here would be its to hold.
+		 */
+		if (looked) {
+			deny_ready(q);
+			return -EAGAIN;
+		}
+		looked = true;
 		goto again;
 	}
 	if (copy)
@@ -1177,18 +1334,32 @@ int sluice_spsc_try_recv_batch(struct sluice_spsc *q, struct iovec *iov,
 	return try_recv_batch(q, iov, n);
 }
 
-/* The blocking form of a try_ call: wait while it says -EAGAIN. */
-static int blocking(int (*try_fn)(struct sluice_spsc *, struct iovec *, unsigned int),
-		    struct sluice_spsc *q, struct iovec *iov, unsigned int n)
+typedef int try_fn_t(struct sluice_spsc *q, struct iovec *iov, unsigned int n);
+
+/* A blocking call whose try_ call said -EAGAIN: one clock for its waits. */
+static __attribute__((noinline)) int
+blocking_wait(try_fn_t *try_fn, struct sluice_spsc *q, struct iovec *iov,
+	      unsigned int n)
 {
+	struct wait_clock c = { 0 };
 	int ret;
 
-	while ((ret = try_fn(q, iov, n)) == -EAGAIN) {
-		ret = sluice_spsc_wait(q);
+	do {
+		ret = wait_pass(q, &c);
 		if (ret)
 			return ret;
-	}
+	} while ((ret = try_fn(q, iov, n)) == -EAGAIN);
 	return ret;
+}
+
+/* The blocking form of a try_ call: wait while it says -EAGAIN. */
+static int blocking(try_fn_t *try_fn, struct sluice_spsc *q, struct iovec *iov,
+		    unsigned int n)
+{
+	int ret = try_fn(q, iov, n);
+
+	/* A call that need not wait pays nothing for waiting. */
+	return ret == -EAGAIN ? blocking_wait(try_fn, q, iov, n) : ret;
 }
 
 int sluice_spsc_recv_batch(struct sluice_spsc *q, struct iovec *iov,

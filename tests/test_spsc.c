@@ -38,6 +38,7 @@
 #include "harness.h"
 #include "internal.h"
 #include "spsc_internal.h"
+#include "testpoint.h"
 
 /* ---------------------------------------------------------------- build */
 
@@ -135,6 +136,8 @@ static int teardown(void **state)
 	struct fx *f = *state;
 	unsigned int i;
 
+	/* A test point a failed test left set must not act in the next. */
+	sluice__tp_hook = NULL;
 	/* Whatever an assert left open, so that a failure does not leak too. */
 	for (i = 0; i < SLUICE_ARRAY_SIZE(opened); i++) {
 		sluice_spsc_close(opened[i]);
@@ -2070,13 +2073,16 @@ static void test_release_without_a_peek_is_einval(void **state)
 
 /* ---------------------------------------------------------------- deadlines */
 
-static void assert_took(int64_t t0, int64_t at_least_ms, int64_t below_ms)
+static void assert_ms(int64_t ms, int64_t at_least_ms, int64_t below_ms)
 {
-	int64_t ms = h_now_ms() - t0;
-
 	if (ms < at_least_ms || ms >= below_ms)
 		fail_msg("took %" PRId64 " ms, want [%" PRId64 ", %" PRId64 ")",
 			 ms, at_least_ms, below_ms);
+}
+
+static void assert_took(int64_t t0, int64_t at_least_ms, int64_t below_ms)
+{
+	assert_ms(h_now_ms() - t0, at_least_ms, below_ms);
 }
 
 static void fill_up(struct sluice_spsc *p)
@@ -2167,6 +2173,63 @@ static void test_the_default_timeout_is_five_seconds(void **state)
 	assert_took(t0, 5000, 15000);
 	shut(p);
 	shut(c);
+}
+
+struct trickle {
+	struct sluice_spsc *c;
+	unsigned int every_ms;
+	unsigned int most;
+	_Atomic bool stop;
+};
+
+/* A slow consumer: one packet every @every_ms, @most in all, until stopped. */
+static void *trickle(void *p)
+{
+	struct trickle *t = p;
+	unsigned char buf[64];
+	unsigned int taken = 0;
+
+	while (!atomic_load(&t->stop) && taken < t->most) {
+		h_sleep_ms(t->every_ms);
+		if (sluice_spsc_try_recv(t->c, buf, sizeof(buf)) >= 0)
+			taken++;
+	}
+	return NULL;
+}
+
+static void test_send_batch_ends_by_one_deadline_though_each_wait_gains_a_slot(void **state)
+{
+	struct fx *f = *state;
+	struct sluice_spsc_opts o = { .sz = sizeof(o), .timeout_ns = 100 * MS };
+	struct trickle t = { .every_ms = 80, .most = 8 };
+	struct sluice_spsc *p;
+	unsigned char buf[8] = { 0 };
+	struct iovec iov[8];
+	pthread_t th;
+	unsigned int i;
+	int64_t t0, ms;
+	int ret;
+
+	make_pair(f, 4, 64, &o, &p, &t.c);
+	fill_up(p);
+	for (i = 0; i < 8; i++)
+		iov[i] = (struct iovec){ buf, 1 };
+	assert_int_equal(pthread_create(&th, NULL, trickle, &t), 0);
+	/*
+	 * Each wait gains one slot 80 ms in, before a 100 ms deadline of its
+	 * own would pass: the call has one deadline, not one per wait, or
+	 * its 8 packets would take 8 waits.
+	 */
+	t0 = h_now_ms();
+	ret = sluice_spsc_send_batch(p, iov, 8);
+	ms = h_now_ms() - t0;
+	atomic_store(&t.stop, true);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_ms(ms, 100, 400);
+	/* One slot came before the deadline, unless the consumer ran late. */
+	assert_true(ret == 1 || ret == -ETIMEDOUT);
+	shut(p);
+	shut(t.c);
 }
 
 /* ---------------------------------------------------------------- cancel */
@@ -2412,6 +2475,108 @@ static void test_a_huge_timeout_does_not_expire_at_once(void **state)
 	sluice_cancel_destroy(tok);
 }
 
+/*
+ * A producer gone wrong, acting at the library's test points: as each
+ * wait of the consumer begins it shows the packet waited for, and as the
+ * wait ends ready it takes it back, before the call can look.  So every
+ * wait ends at its first look, reading no clock, and every call after it
+ * finds nothing.  It stops at @until_ms, when a call it still holds has
+ * failed its test.
+ */
+static struct {
+	struct sluice_spsc *c;
+	_Atomic uint64_t *tag;		/* of packet 0 */
+	struct sluice_cancel *tok;	/* triggered after @cancel_after readies */
+	unsigned long readies, cancel_after;
+	int64_t until_ms;
+} liar;
+
+static void liar_acts(enum sluice__tp point, void *q)
+{
+	if (q != liar.c || h_now_ms() >= liar.until_ms)
+		return;
+	if (point == SLUICE__TP_SPSC_WAIT) {
+		store64(liar.tag, SLUICE_SPSC_TAG(0, 8));
+		return;
+	}
+	store64(liar.tag, 0);
+	if (liar.tok && ++liar.readies == liar.cancel_after)
+		sluice_cancel_trigger(liar.tok, 0);
+}
+
+enum consumer_call { CALL_RECV, CALL_RECV_BATCH, CALL_PEEK, CALLS };
+
+static int consumer_call(struct sluice_spsc *c, enum consumer_call which)
+{
+	struct iovec iov[2] = { { scratch, 64 }, { scratch, 64 } };
+
+	switch (which) {
+	case CALL_RECV:
+		return sluice_spsc_recv(c, scratch, sizeof(scratch));
+	case CALL_RECV_BATCH:
+		return sluice_spsc_recv_batch(c, iov, 2);
+	default:
+		return sluice_spsc_peek(c, iov, 2);
+	}
+}
+
+static void lie_to(struct fx *f, struct sluice_spsc *c, int64_t for_ms)
+{
+	liar.c = c;
+	liar.tag = tag_at(ring_of(f, "q"), 0);
+	liar.until_ms = h_now_ms() + for_ms;
+	liar.readies = 0;
+	store64(liar.tag, 0);
+	sluice__tp_hook = liar_acts;
+}
+
+static void test_a_packet_shown_to_each_wait_and_taken_back_cannot_hold_a_call_past_its_deadline(void **state)
+{
+	struct fx *f = *state;
+	struct sluice_spsc_opts o = { .sz = sizeof(o), .timeout_ns = 100 * MS };
+	struct sluice_spsc *p, *c;
+	enum consumer_call call;
+	int64_t t0;
+
+	make_pair(f, 8, 64, &o, &p, &c);
+	for (call = 0; call < CALLS; call++) {
+		lie_to(f, c, 3000);
+		t0 = h_now_ms();
+		assert_int_equal(consumer_call(c, call), -ETIMEDOUT);
+		assert_took(t0, 100, 2000);
+	}
+	sluice__tp_hook = NULL;
+	shut(p);
+	shut(c);
+}
+
+static void test_a_packet_shown_to_each_wait_and_taken_back_cannot_hold_a_call_past_its_token(void **state)
+{
+	struct fx *f = *state;
+	struct sluice_spsc_opts o = { .sz = sizeof(o), .timeout_ns = 20000 * MS };
+	struct sluice_spsc *p, *c;
+	enum consumer_call call;
+	int64_t t0;
+
+	make_pair(f, 8, 64, &o, &p, &c);
+	for (call = 0; call < CALLS; call++) {
+		assert_int_equal(sluice_cancel_create(NULL, &liar.tok), 0);
+		sluice_spsc_set_cancel(c, liar.tok);
+		lie_to(f, c, 3000);
+		liar.cancel_after = 100;
+		t0 = h_now_ms();
+		assert_int_equal(consumer_call(c, call), -ECANCELED);
+		assert_took(t0, 0, 2000);
+		assert_true(liar.readies >= 100);
+		sluice__tp_hook = NULL;
+		sluice_spsc_set_cancel(c, NULL);
+		sluice_cancel_destroy(liar.tok);
+		liar.tok = NULL;
+	}
+	shut(p);
+	shut(c);
+}
+
 /* ---------------------------------------------------------------- close */
 
 static void test_after_the_producer_closes_the_consumer_reads_all_then_epipe(void **state)
@@ -2601,6 +2766,150 @@ static void test_close_drops_an_outstanding_reservation(void **state)
 	shut(p);
 	get(c, 1, 4);
 	assert_int_equal(sluice_spsc_try_recv(c, scratch, sizeof(scratch)), -EPIPE);
+	shut(c);
+}
+
+/* ---------------------------------------------------------------- a dead peer */
+
+struct sitter {
+	struct sluice_region *r;
+	enum sluice_spsc_role role;
+	unsigned int sent;	/* a producer's packets, 100 on, 40 bytes */
+};
+
+/* In a child: take a side of "q", send if a producer, sit until killed. */
+static int sit(void *p)
+{
+	struct sitter *s = p;
+	struct sluice_spsc *q;
+	unsigned char buf[64];
+	unsigned int i;
+
+	if (sluice_spsc_attach(s->r, "q", s->role, NULL, &q))
+		return 1;
+	for (i = 0; i < s->sent; i++) {
+		fill(buf, 100 + i, 40);
+		if (sluice_spsc_try_send(q, buf, 40))
+			return 2;
+	}
+	for (;;)
+		pause();
+}
+
+/*
+ * A process takes @role's side of ring "q" (sending @sent packets if it
+ * is the producer) and is killed with SIGKILL: no close, and no monitor
+ * to see it die.  Returns once it is reaped.
+ */
+static void kill_a_peer(struct fx *f, enum sluice_spsc_role role, unsigned int sent)
+{
+	struct sitter s = { f->r, role, sent };
+	struct sluice_spsc_ring *ring = ring_of(f, "q");
+	struct sluice_spsc_side *side = role == SLUICE_SPSC_PRODUCER ? &ring->prod : &ring->cons;
+	int64_t t0 = h_now_ms();
+	int pid;
+
+	pid = h_spawn(sit, &s, CHILD_TIMEOUT);
+	assert_true(pid > 0);
+	/* ATTACHED is stored (release) after pid. */
+	while (!(ctl_of(side) & SLUICE_SPSC_ATTACHED) ||
+	       atomic_load_explicit(&side->pid, memory_order_relaxed) != pid ||
+	       published(ring) < sent) {
+		if (h_now_ms() - t0 > 10000) {
+			kill(pid, SIGKILL);
+			fail_msg("the peer exited with %d before it was ready", h_wait(pid));
+		}
+		h_sleep_ms(1);
+	}
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(h_wait(pid), H_SIGNALED + SIGKILL);
+}
+
+static void test_a_producer_whose_consumer_was_killed_gets_epipe_from_its_first_deadline(void **state)
+{
+	struct fx *f = *state;
+	struct sluice_spsc_opts o = { .sz = sizeof(o), .timeout_ns = 100 * MS };
+	struct sluice_spsc *p;
+	unsigned char buf[8] = { 0 };
+	struct iovec iov[12];
+	unsigned int i;
+	int64_t t0;
+
+	p = make(f, "q", 8, 64, SLUICE_SPSC_PRODUCER, &o);
+	kill_a_peer(f, SLUICE_SPSC_CONSUMER, 0);
+	for (i = 0; i < 12; i++)
+		iov[i] = (struct iovec){ buf, 1 };
+	/* What fits goes; the wait for the rest ends at the deadline, dead. */
+	t0 = h_now_ms();
+	assert_int_equal(sluice_spsc_send_batch(p, iov, 12), 8);
+	assert_took(t0, 100, 2000);
+	/* So the next calls say so at once, without a wait of their own. */
+	t0 = h_now_ms();
+	assert_int_equal(sluice_spsc_send_batch(p, iov + 8, 4), -EPIPE);
+	assert_int_equal(sluice_spsc_send(p, buf, 1), -EPIPE);
+	assert_int_equal(sluice_spsc_reserve(p, iov, 1), -EPIPE);
+	assert_int_equal(sluice_spsc_wait(p), -EPIPE);
+	assert_took(t0, 0, 50);
+	assert_true(ctl_of(&ring_of(f, "q")->cons) & SLUICE_SPSC_DEAD);
+	shut(p);
+}
+
+static void test_a_consumer_whose_producer_was_killed_reads_all_then_gets_epipe_from_its_first_deadline(void **state)
+{
+	struct fx *f = *state;
+	struct sluice_spsc_opts o = { .sz = sizeof(o), .timeout_ns = 100 * MS };
+	struct sluice_spsc *c;
+	unsigned char buf[64];
+	struct iovec iov[1] = { { buf, sizeof(buf) } };
+	unsigned int i;
+	int64_t t0;
+
+	c = make(f, "q", 8, 64, SLUICE_SPSC_CONSUMER, &o);
+	kill_a_peer(f, SLUICE_SPSC_PRODUCER, 3);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(sluice_spsc_recv(c, buf, sizeof(buf)), 40);
+		assert_true(intact(buf, 100 + i, 40));
+	}
+	/* Nothing more: the wait ends at its deadline, which finds it dead. */
+	t0 = h_now_ms();
+	assert_int_equal(sluice_spsc_recv(c, buf, sizeof(buf)), -EPIPE);
+	assert_took(t0, 100, 2000);
+	t0 = h_now_ms();
+	assert_int_equal(sluice_spsc_recv(c, buf, sizeof(buf)), -EPIPE);
+	assert_int_equal(sluice_spsc_recv_batch(c, iov, 1), -EPIPE);
+	assert_int_equal(sluice_spsc_peek(c, iov, 1), -EPIPE);
+	assert_int_equal(sluice_spsc_try_recv(c, buf, sizeof(buf)), -EPIPE);
+	assert_took(t0, 0, 50);
+	assert_true(ctl_of(&ring_of(f, "q")->prod) & SLUICE_SPSC_DEAD);
+	shut(c);
+}
+
+/*
+ * Marking the dead peer takes the region's lock: a peer holding it for
+ * good costs the call no more than a moment past its deadline, and the
+ * death is marked by a later call once the lock is free.
+ */
+static void test_a_peer_holding_the_region_lock_delays_no_call_past_its_deadline(void **state)
+{
+	struct fx *f = *state;
+	struct sluice_spsc_opts o = { .sz = sizeof(o), .timeout_ns = 100 * MS };
+	struct sluice_spsc *c;
+	unsigned char buf[64];
+	int64_t t0;
+	int pid;
+
+	c = make(f, "q", 8, 64, SLUICE_SPSC_CONSUMER, &o);
+	kill_a_peer(f, SLUICE_SPSC_PRODUCER, 0);
+	pid = h_hold_region_lock(f->name);
+	assert_true(pid > 0);
+	t0 = h_now_ms();
+	assert_int_equal(sluice_spsc_recv(c, buf, sizeof(buf)), -ETIMEDOUT);
+	assert_took(t0, 100, 500);
+	kill(pid, SIGKILL);
+	h_wait(pid);
+	t0 = h_now_ms();
+	assert_int_equal(sluice_spsc_recv(c, buf, sizeof(buf)), -EPIPE);
+	assert_took(t0, 100, 500);
 	shut(c);
 }
 
@@ -2824,6 +3133,37 @@ static void test_a_garbage_head_is_caught_when_the_producer_next_looks(void **st
 		err = sluice_spsc_try_send(p, buf, 1);
 	assert_int_equal(err, -EBADMSG);
 	assert_true(published_from(ring, 0) <= 8);
+	shut(p);
+	shut(c);
+}
+
+static void test_a_head_moved_backwards_is_ebadmsg_not_a_full_ring(void **state)
+{
+	struct fx *f = *state;
+	struct sluice_spsc_ring *ring;
+	struct sluice_spsc *p, *c;
+	unsigned char buf[8] = { 0 };
+	struct iovec iov[4];
+	unsigned int i;
+
+	make_pair(f, 8, 64, NULL, &p, &c);
+	ring = ring_of(f, "q");
+	fill_up(p);
+	get(c, 0, 1);
+	get(c, 1, 1);
+	put(p, 8, 1);	/* the producer has seen head at 2: one slot left */
+	for (i = 0; i < 4; i++)
+		iov[i] = (struct iovec){ buf, 1 };
+	/* head at 1 takes that slot back: a look for more room must not. */
+	store64(&ring->head, 1);
+	assert_int_equal(sluice_spsc_try_send_batch(p, iov, 4), -EBADMSG);
+	assert_int_equal(sluice_spsc_send_batch(p, iov, 4), -EBADMSG);
+	assert_int_equal(sluice_spsc_reserve(p, iov, 4), -EBADMSG);
+	assert_int_equal(sluice_spsc_wait(p), -EBADMSG);
+	/* Repaired, the slot is there again. */
+	store64(&ring->head, 2);
+	assert_int_equal(sluice_spsc_try_send_batch(p, iov, 4), 1);
+	assert_int_equal(published(ring), 10);
 	shut(p);
 	shut(c);
 }
@@ -3229,9 +3569,12 @@ int main(void)
 		T(test_blocking_calls_time_out_while_sleeping),
 		T(test_blocking_calls_time_out_while_spinning_only),
 		T(test_the_default_timeout_is_five_seconds),
+		T(test_send_batch_ends_by_one_deadline_though_each_wait_gains_a_slot),
 		T(test_a_huge_timeout_does_not_expire_at_once),
 		T(test_a_triggered_token_fails_only_calls_that_would_wait),
 		T(test_a_peer_that_keeps_waking_us_cannot_hold_us_past_the_deadline),
+		T(test_a_packet_shown_to_each_wait_and_taken_back_cannot_hold_a_call_past_its_deadline),
+		T(test_a_packet_shown_to_each_wait_and_taken_back_cannot_hold_a_call_past_its_token),
 		/* cancel */
 		T(test_cancel_wakes_a_send_blocked_on_a_full_ring),
 		T(test_cancel_wakes_a_recv_blocked_on_an_empty_ring),
@@ -3250,6 +3593,10 @@ int main(void)
 		T(test_a_producer_closing_wakes_a_consumer_blocked_on_an_empty_ring),
 		T(test_a_producer_closing_wakes_a_consumer_asleep_on_an_empty_ring),
 		T(test_close_drops_an_outstanding_reservation),
+		/* a dead peer, no monitor */
+		T(test_a_producer_whose_consumer_was_killed_gets_epipe_from_its_first_deadline),
+		T(test_a_consumer_whose_producer_was_killed_reads_all_then_gets_epipe_from_its_first_deadline),
+		T(test_a_peer_holding_the_region_lock_delays_no_call_past_its_deadline),
 		/* eventfd */
 		T(test_fd_is_readable_after_a_send_and_again_after_more),
 		T(test_fd_is_readable_at_end_of_stream),
@@ -3259,6 +3606,7 @@ int main(void)
 		/* corruption */
 		T(test_a_head_far_ahead_of_tail_makes_producer_calls_ebadmsg),
 		T(test_a_garbage_head_is_caught_when_the_producer_next_looks),
+		T(test_a_head_moved_backwards_is_ebadmsg_not_a_full_ring),
 		T(test_attach_rejects_indices_more_than_a_ring_apart),
 		T(test_a_tag_longer_than_a_slot_is_ebadmsg_and_consumes_nothing),
 		T(test_a_bad_tag_inside_a_batch_ends_the_batch_before_it),

@@ -11,14 +11,21 @@
  *
  * Errors common to the data calls:
  *   -EAGAIN     try_ call: ring full (producer) or empty (consumer)
- *   -ETIMEDOUT  blocking call: the handle's timeout passed (default 5 s)
+ *   -ETIMEDOUT  blocking call: its deadline passed, the handle's timeout
+ *               (default 5 s) after it first waited; one deadline for the
+ *               whole call, however many times it waits
  *   -ECANCELED  (or the token's own reason) the handle's cancellation token
  *               was triggered
  *   -EPIPE      producer: the consumer closed or died.
  *               consumer: the producer closed or died and every packet it
- *               committed has been read (end of stream)
+ *               committed has been read (end of stream).
+ *               A death is seen at once with a liveness monitor; without
+ *               one, by the first blocking call to reach its deadline,
+ *               which then returns -EPIPE (or a batch its count so far),
+ *               and every call after it at once
  *   -EBADMSG    the peer wrote something impossible into shared memory
- *               (an index or a length out of range); nothing is consumed
+ *               (an index out of range or moved backwards, a length out of
+ *               range); nothing is consumed
  *   -EINVAL     the call does not belong to this side (recv on a producer)
  *   -EBUSY      a reservation or a peek is outstanding
  * A packet is committed when send, send_batch or commit returns it as sent;
@@ -65,7 +72,8 @@ struct sluice_spsc_opts {
 	uint32_t flags;			/* none yet; must be 0 */
 	struct sluice_liveness *liveness; /* watch the peer with this monitor:
 					 * its death ends waits at once
-					 * (liveness.h); NULL: by timeout.
+					 * (liveness.h); NULL: at the first
+					 * deadline a blocking call reaches.
 					 * The peer is (re)watched at attach
 					 * and before each sleep: a handle
 					 * used only through try_ calls sees
@@ -127,7 +135,7 @@ void sluice_spsc_close(struct sluice_spsc *q);
 static inline int sluice_spsc_try_send(struct sluice_spsc *q, const void *buf,
 				       size_t len);
 
-/** sluice_spsc_send() - as try_send, but wait for room. */
+/** sluice_spsc_send() - as try_send, but wait for room (one deadline). */
 static inline int sluice_spsc_send(struct sluice_spsc *q, const void *buf,
 				   size_t len);
 
@@ -140,7 +148,7 @@ static inline int sluice_spsc_send(struct sluice_spsc *q, const void *buf,
 static inline int sluice_spsc_try_recv(struct sluice_spsc *q, void *buf,
 				       size_t cap);
 
-/** sluice_spsc_recv() - as try_recv, but wait for a packet. */
+/** sluice_spsc_recv() - as try_recv, but wait for a packet (one deadline). */
 static inline int sluice_spsc_recv(struct sluice_spsc *q, void *buf, size_t cap);
 
 /**
@@ -150,9 +158,11 @@ static inline int sluice_spsc_recv(struct sluice_spsc *q, void *buf, size_t cap)
  * If any packet is longer than the slot size, returns -EMSGSIZE and sends
  * nothing.  Otherwise sends all @n, waiting for room as needed; every group
  * that fits is published with one index store and at most one wakeup.
+ * All the waits of one call run to one deadline.
  *
  * Return: @n, or if an error stops it part way the number sent so far (the
- * error comes back from the next call), or the error if none was sent.
+ * error comes back from the next call if it persists: a consumer found
+ * dead at the deadline, at once), or the error if none was sent.
  */
 int sluice_spsc_send_batch(struct sluice_spsc *q, const struct iovec *iov,
 			   unsigned int n);
@@ -208,8 +218,9 @@ int sluice_spsc_try_reserve(struct sluice_spsc *q, struct iovec *iov,
  *
  * Return: @n, -EMSGSIZE if a length exceeds the slot size, -EINVAL if @n
  * exceeds the reservation or an address is not the reserved slot's (both
- * before publishing anything), -EPIPE if the consumer has closed (the
- * reservation is dropped: nobody would read it).
+ * before publishing anything), -EPIPE if the consumer has closed or died
+ * (nothing is published and the reservation is dropped: nobody would read
+ * it).
  */
 int sluice_spsc_commit(struct sluice_spsc *q, const struct iovec *iov,
 		       unsigned int n);
@@ -243,6 +254,15 @@ int sluice_spsc_release(struct sluice_spsc *q, unsigned int n);
  * A triggered token ends waits, not calls that need no wait: a recv with a
  * packet there, or a send with room, still succeeds.  So a survivor can
  * read what a dead peer committed after its waits were cancelled.
+ *
+ * Each call has its own deadline, the handle's timeout from its start,
+ * but one: if the last wait said ready and the try_ call after it still
+ * found nothing (a hostile peer took back what the wait saw), this wait
+ * carries on with that wait's deadline, so that a loop of try_ calls and
+ * waits, as send and recv are, ends by one deadline.  At the deadline the
+ * wait looks at the peer's process: if that is gone, the peer's side is
+ * marked dead and the wait says -EPIPE (a consumer's once every packet is
+ * read).
  *
  * Return: 0, -ETIMEDOUT, the cancellation reason, -EPIPE, -EBADMSG,
  * -EBUSY (a reservation or peek is outstanding), -EINVAL.

@@ -129,6 +129,15 @@ struct sluice_spsc {
 	/* A death the monitor could not mark (region lock busy): ours to. */
 	_Atomic int32_t dead_pid;
 	_Atomic uint64_t dead_start;
+	/*
+	 * The last sluice_spsc_wait() that ended ready: pos + 1 then (0:
+	 * none since), its clock, and whether a try_ call found nothing
+	 * after it, in which case the next wait carries on with that clock.
+	 */
+	uint64_t ready_pos;
+	uint64_t ready_start;
+	uint64_t ready_deadline;
+	uint32_t ready_denied;
 };
 
 #endif /* SLUICE_SPSC_CORE_H */
