@@ -164,6 +164,22 @@ int sluice__region_lock(struct sluice_region *r);
 int sluice__region_lock_until(struct sluice_region *r, uint64_t deadline);
 void sluice__region_unlock(struct sluice_region *r);
 
+/* ---------------------------------------------------------------- liveness */
+
+struct sluice_liveness;
+/*
+ * When a monitor learned of its latest death, CLOCK_MONOTONIC ns, 0 where
+ * unknown: the last thread's exit (BPF only: the program's clock), the
+ * monitor's thread taking the report, and its first watch for it
+ * beginning to fire.  For sluice-bench's breakdown of a death's latency.
+ */
+struct sluice__lv_times {
+	uint64_t exit_ns;
+	uint64_t seen_ns;
+	uint64_t fire_ns;
+};
+void sluice__liveness_last(struct sluice_liveness *m, struct sluice__lv_times *t);
+
 /* Where named regions live: /dev/shm unless SLUICE_SHM_DIR says otherwise. */
 const char *sluice__shm_dir(void);
 /* Region files are named with this prefix in both directories. */

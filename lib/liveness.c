@@ -28,12 +28,14 @@
  * entry (the program's delete, or ours under the mutex) wins: the process
  * leaves the table when it fires, and a later event for it finds nothing.
  *
- * Functions fire only once sluice__proc_alive() agrees the process is
+ * Functions fire only once sluice__proc_alive() would call the process
  * dead, so that what a function does next (a channel's sweep, a ring's
  * takeover) sees it dead too.  It counts a process dead once every thread
- * is a zombie or PF_EXITING, which is so by the time the tracepoint runs;
- * should a report still come first, the BPF backend finishes that death
- * with a pidfd (see lv_proc_finish()).
+ * is a zombie or PF_EXITING, which is so by the time the tracepoint runs
+ * for the last thread: a report from the program fires at once.  A
+ * process found dying when its watch is made (past the tracepoint, or
+ * maybe not) is asked about, and if /proc still calls it alive, the BPF
+ * backend finishes that death with a pidfd (see lv_proc_finish()).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -275,6 +277,7 @@ struct sluice_liveness {
 	uint64_t next_tag;
 	bool stop;
 	bool self_destroy;		/* destroyed from its own thread */
+	struct sluice__lv_times last;	/* the latest death, for sluice-bench */
 };
 
 static uint64_t lv_proc_hash(pid_t pid, uint64_t start)
@@ -719,8 +722,8 @@ static int lv_pidfd_poll(struct sluice_liveness *m, struct lv_proc *p, int fd)
 }
 
 /*
- * BPF: the process's last thread has passed the tracepoint (or every
- * thread was exiting when we looked).  It runs no more user code, but
+ * BPF: every thread of the process was exiting when we looked, or a
+ * report went missing (the ring buffer was full).  It runs no more user code, but
  * do_exit() has yet to release its memory (robust futexes first, then
  * the address space: ~100 ms for a gigabyte) before it turns zombie.
  * Rings and channels check a death they are told of with
@@ -838,6 +841,8 @@ static void lv_fire_queue(struct sluice_liveness *m)
 
 		lv_list_del(&w->link);
 		w->state = LV_FIRING;
+		if (!m->last.fire_ns)
+			m->last.fire_ns = sluice__now_ns(CLOCK_MONOTONIC);
 		pthread_mutex_unlock(&m->lock);
 
 		/* Nothing else touches a firing watch but unwatch, which waits. */
@@ -850,6 +855,13 @@ static void lv_fire_queue(struct sluice_liveness *m)
 		lv_watch_free(m, w);
 		pthread_cond_broadcast(&m->fired);
 	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+void sluice__liveness_last(struct sluice_liveness *m, struct sluice__lv_times *t)
+{
+	pthread_mutex_lock(&m->lock);
+	*t = m->last;
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -871,10 +883,18 @@ static int lv_on_event(void *ctx, void *data, size_t size)
 	 */
 	p = lv_proc_find(m, (pid_t)ev.pid, ev.start);
 	if (p && p->in_map) {
-		/* The program deleted the entry: nothing of ours to remove. */
+		/*
+		 * The program deleted the entry: nothing of ours to remove.
+		 * It reports the last thread's exit, after every thread set
+		 * PF_EXITING, so sluice__proc_alive() already calls the
+		 * process dead: no need to ask /proc (tens of microseconds).
+		 */
 		p->in_map = false;
-		if (!lv_proc_finish(m, p))
-			lv_proc_died(m, p);
+		m->last = (struct sluice__lv_times){
+			.exit_ns = ev.ktime_ns,
+			.seen_ns = sluice__now_ns(CLOCK_MONOTONIC),
+		};
+		lv_proc_died(m, p);
 	}
 	pthread_mutex_unlock(&m->lock);
 	return 0;
@@ -929,10 +949,11 @@ static void *lv_thread(void *arg)
 	struct sluice_liveness *m = arg;
 	struct epoll_event evs[16];
 	int timeout = m->backend == SLUICE_LIVENESS_BPF ? LV_DROP_POLL_MS : -1;
+	int spent[SLUICE_ARRAY_SIZE(evs)];
 	bool stop, self;
 
 	for (;;) {
-		int i, n;
+		int i, n, nspent = 0;
 
 		n = epoll_wait(m->epfd, evs, SLUICE_ARRAY_SIZE(evs), timeout);
 		/* Only EINTR (a debugger): every descriptor is ours and open. */
@@ -949,14 +970,31 @@ static void *lv_thread(void *arg)
 			} else {
 				pthread_mutex_lock(&m->lock);
 				h = lv_htab_first(&m->tags, tag);
-				if (h)
-					lv_proc_died(m, lv_entry(h, struct lv_proc, tag_node));
+				if (h) {
+					struct lv_proc *p = lv_entry(h, struct lv_proc, tag_node);
+
+					m->last = (struct sluice__lv_times){
+						.seen_ns = sluice__now_ns(CLOCK_MONOTONIC),
+					};
+					/*
+					 * Its pidfd is closed after the watches
+					 * fire: two system calls the waiters
+					 * need not wait for.
+					 */
+					spent[nspent++] = p->pidfd;
+					p->pidfd = -1;
+					lv_htab_del(&m->tags, &p->tag_node);
+					lv_proc_died(m, p);
+				}
 				pthread_mutex_unlock(&m->lock);
 			}
 		}
 		if (m->backend == SLUICE_LIVENESS_BPF)
 			lv_bpf_check_dropped(m);
 		lv_fire_queue(m);
+		/* Closing leaves epoll too: none is reported again. */
+		while (nspent)
+			close(spent[--nspent]);
 
 		pthread_mutex_lock(&m->lock);
 		stop = m->stop;

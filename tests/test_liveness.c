@@ -382,6 +382,7 @@ struct fire {
 	_Atomic uint64_t at_ns;		/* the first call */
 	_Atomic uint32_t forbidden;	/* set: no call may come any more */
 	_Atomic uint32_t bad;		/* calls that came all the same */
+	_Atomic uint32_t alive;		/* calls while /proc called it alive */
 	/* If m is set, the function unwatches unwatch_id and keeps what it said. */
 	struct sluice_liveness *m;
 	_Atomic uint64_t unwatch_id;
@@ -396,6 +397,9 @@ static void on_death(pid_t pid, uint64_t start, void *arg)
 	if (atomic_load(&fr->forbidden))
 		atomic_fetch_add(&fr->bad, 1);
 	atomic_compare_exchange_strong(&fr->at_ns, &zero, now_ns());
+	/* What a ring or a channel asks next must say dead already. */
+	if (sluice__proc_alive(pid, start))
+		atomic_fetch_add(&fr->alive, 1);
 	atomic_store(&fr->pid, pid);
 	atomic_store(&fr->start, start);
 	if (fr->m)
@@ -442,6 +446,8 @@ static double assert_fired_once(struct fire *fr, pid_t pid, uint64_t start,
 	ms = ms_since(killed_ns, atomic_load(&fr->at_ns));
 	assert_int_equal(atomic_load(&fr->pid), pid);
 	assert_int_equal(atomic_load(&fr->start), start);
+	if (atomic_load(&fr->alive))
+		fail_msg("%s: pid %d fired while /proc still called it alive", what, (int)pid);
 	if (ms >= BOUND_MS)
 		fail_msg("%s: pid %d fired %.2f ms after its death, bound %d ms",
 			 what, (int)pid, ms, BOUND_MS);

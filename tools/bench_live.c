@@ -15,9 +15,9 @@
  *                  should return -EPIPE at once.  Its long timeout (2 s)
  *                  only bounds a death the monitor misses.
  *   sluice pidfd   the same on SLUICE_LIVENESS_PIDFD.
- *   deadline       no monitor, a ring timeout of 100 ms: recv returns
- *                  -ETIMEDOUT, and a survivor can only then look whether
- *                  its peer still runs.  This latency is the deadline
+ *   deadline       no monitor, a ring timeout of 100 ms: at its deadline
+ *                  recv looks whether its peer still runs, finds it gone,
+ *                  and returns -EPIPE.  This latency is the deadline
  *                  itself, whatever the user sets; its column is there to
  *                  put a number on what a monitor saves.
  *
@@ -78,7 +78,9 @@
 #define SLOT_SIZE		64u
 
 enum { LC_BPF, LC_PIDFD, LC_DEADLINE, LC_NR };
-enum { LR_MEDIAN, LR_P99, LR_WATCH, LR_UNWATCH, LR_NR };
+enum { LR_MEDIAN, LR_P99, LR_EXIT, LR_SEEN, LR_FIRE, LR_RETURN, LR_WATCH, LR_UNWATCH, LR_NR };
+/* A death's latency, step by step: from each stamp to the next. */
+enum { LT_EXIT, LT_SEEN, LT_FIRE, LT_RETURN, LT_NR };
 
 static const char *const live_cols[LC_NR] = { "sluice bpf", "sluice pidfd", "deadline" };
 
@@ -96,6 +98,7 @@ struct live_slot {
 	int32_t attach_err;		/* of sample @ready: 0, or attach failed */
 	int32_t ret;			/* of sample @done: what recv returned */
 	uint64_t t_ret;			/* of sample @done: CLOCK_MONOTONIC at return */
+	struct sluice__lv_times lv;	/* of sample @done: its monitor's stamps */
 	double watch_ns[COST_ROUNDS];	/* per process */
 	double unwatch_ns[COST_ROUNDS];
 	char why[BENCH_TEXT_MAX];
@@ -315,6 +318,9 @@ static void __attribute__((noreturn)) survivor(struct live_run *lr, int c)
 			ret = sluice_spsc_recv(q, buf, sizeof(buf));
 			s->t_ret = bench_now_ns();
 			s->ret = ret;
+			memset(&s->lv, 0, sizeof(s->lv));
+			if (m)
+				sluice__liveness_last(m, &s->lv);
 			/* Release: ret and t_ret before it. */
 			atomic_store_explicit(&s->done, seq, memory_order_release);
 			sluice_spsc_close(q);
@@ -369,8 +375,32 @@ static void reap(pid_t *pid)
 /* What one sample got: a latency, a miss, or why neither. */
 enum { SAMPLE_OK, SAMPLE_MISS, SAMPLE_FAILED };
 
+/*
+ * The steps of a death's latency, in us, from @t_kill and the stamps @lv:
+ * to the exit tracepoint (BPF only), to the monitor's thread, to the
+ * watch firing, to recv's return at @t_ret.  A step whose stamps are
+ * missing is NAN.
+ */
+static void live_steps(uint64_t t_kill, const struct sluice__lv_times *lv, uint64_t t_ret,
+		       double step[LT_NR])
+{
+	uint64_t t[LT_NR + 1] = { t_kill, lv->exit_ns, lv->seen_ns, lv->fire_ns, t_ret };
+	unsigned int i, from = 0;
+
+	for (i = 0; i < LT_NR; i++) {
+		step[i] = NAN;
+		/* No monitor, or it did not see this death: no steps. */
+		if (!t[i + 1] || !lv->seen_ns)
+			continue;
+		/* pidfd: no exit stamp, so "to the monitor" counts from the kill. */
+		if (t[from] && t[i + 1] >= t[from])
+			step[i] = (double)(t[i + 1] - t[from]) / 1e3;
+		from = i + 1;
+	}
+}
+
 static int live_sample(struct live_run *lr, int c, uint32_t seq, double *lat_us,
-		       char *why, size_t len)
+		       double step[LT_NR], char *why, size_t len)
 {
 	struct live_shared *sh = lr->sh;
 	struct live_slot *s = &sh->slot[c];
@@ -429,16 +459,16 @@ static int live_sample(struct live_run *lr, int c, uint32_t seq, double *lat_us,
 		     "recv did not return in time" : err == -EINTR ? "interrupted" : "died");
 		goto out;
 	}
-	if (s->ret == (c == LC_DEADLINE ? -ETIMEDOUT : -EPIPE)) {
+	if (s->ret == -EPIPE) {
 		*lat_us = (double)(int64_t)(s->t_ret - t_kill) / 1e3;
+		live_steps(t_kill, &s->lv, s->t_ret, step);
 		ret = SAMPLE_OK;
 	} else if (s->ret == -ETIMEDOUT) {
 		fail(why, len, 0, "death not seen in %llu ms", LONG_TIMEOUT_NS / 1000000);
 		ret = SAMPLE_MISS;
 	} else {
-		fail(why, len, 0, "survivor: recv returned %d (%s), not %s", s->ret,
-		     s->ret < 0 ? strerror(-s->ret) : "a packet",
-		     c == LC_DEADLINE ? "-ETIMEDOUT" : "-EPIPE");
+		fail(why, len, 0, "survivor: recv returned %d (%s), not -EPIPE", s->ret,
+		     s->ret < 0 ? strerror(-s->ret) : "a packet");
 	}
 out:
 	reap(&p);
@@ -564,8 +594,9 @@ int suite_live(const struct bench_opts *o, struct bench_table *t)
 	unsigned int n_mon = o->samples ? o->samples : o->quick ? LIVE_QUICK_SAMPLES : LIVE_SAMPLES;
 	unsigned int n_dl = o->quick ? DEADLINE_QUICK_SAMPLES : DEADLINE_SAMPLES;
 	unsigned int want[LC_NR], got[LC_NR] = { 0 }, miss[LC_NR] = { 0 };
-	unsigned int i, k, total, stride, warm;
-	double *lat[LC_NR] = { NULL }, v, med, p99;
+	unsigned int i, k, total, stride, warm, nstep[LC_NR][LT_NR] = { { 0 } };
+	double *lat[LC_NR] = { NULL }, *steps[LC_NR][LT_NR] = { { NULL } }, v, med, p99;
+	double step[LT_NR];
 	struct live_run lr = { .parent = getpid() };
 	bool failed[LC_NR] = { false };
 	char why[BENCH_TEXT_MAX];
@@ -582,6 +613,10 @@ int suite_live(const struct bench_opts *o, struct bench_table *t)
 	t->subject = LC_BPF;
 	bench_table_row(t, "death to return, median", "us", BENCH_LOWER_BETTER);
 	bench_table_row(t, "death to return, p99", "us", BENCH_LOWER_BETTER);
+	bench_table_row(t, "  kill to the exit tracepoint", "us", BENCH_LOWER_BETTER);
+	bench_table_row(t, "  then to the monitor's thread", "us", BENCH_LOWER_BETTER);
+	bench_table_row(t, "  then to the watch firing", "us", BENCH_LOWER_BETTER);
+	bench_table_row(t, "  then to recv's return", "us", BENCH_LOWER_BETTER);
 	bench_table_row(t, "watch, per process", "us", BENCH_LOWER_BETTER);
 	bench_table_row(t, "unwatch, per process", "us", BENCH_LOWER_BETTER);
 	lr.cpu[0] = o->pair[0];
@@ -591,8 +626,14 @@ int suite_live(const struct bench_opts *o, struct bench_table *t)
 		    "for the deadline", n_mon, warm, n_dl);
 
 	lr.sh = bench_shared_alloc(sizeof(*lr.sh));
-	for (c = 0; c < LC_NR; c++)
+	for (c = 0; c < LC_NR; c++) {
 		lat[c] = malloc(want[c] * sizeof(*lat[c]));
+		for (k = 0; k < LT_NR; k++) {
+			steps[c][k] = malloc(want[c] * sizeof(*steps[c][k]));
+			if (!steps[c][k])
+				lat[c] = NULL;	/* fails the check below; freed at the end */
+		}
+	}
 	if (!lr.sh || !lat[0] || !lat[1] || !lat[2]) {
 		fprintf(stderr, "sluice-bench: live: out of memory\n");
 		err = -ENOMEM;
@@ -632,12 +673,16 @@ int suite_live(const struct bench_opts *o, struct bench_table *t)
 			bench_progress("live: %s, death %u of %u%s", live_cols[c],
 				       i < warm ? i + 1 : got[c] + 1, i < warm ? warm : want[c],
 				       i < warm ? " (warm-up)" : "");
-			r = live_sample(&lr, c, ++seq, &v, why, sizeof(why));
+			r = live_sample(&lr, c, ++seq, &v, step, why, sizeof(why));
 			if (bench_stop)
 				break;
 			if (r == SAMPLE_OK) {
-				if (i >= warm)
-					lat[c][got[c]++] = v;
+				if (i < warm)
+					continue;
+				lat[c][got[c]++] = v;
+				for (k = 0; k < LT_NR; k++)
+					if (!isnan(step[k]))
+						steps[c][k][nstep[c][k]++] = step[k];
 				continue;
 			}
 			if (r == SAMPLE_MISS && ++miss[c] < MISSES_MAX)
@@ -658,12 +703,18 @@ int suite_live(const struct bench_opts *o, struct bench_table *t)
 		live_stats(lat[c], got[c], &med, &p99);
 		bench_add(t, LR_MEDIAN, c, med);
 		bench_add(t, LR_P99, c, p99);
+		for (k = 0; k < LT_NR; k++) {
+			if (!nstep[c][k])
+				continue;
+			live_stats(steps[c][k], nstep[c][k], &med, &p99);
+			bench_add(t, LR_EXIT + (int)k, c, med);
+		}
 	}
 
 	/* The target, and what the cells are. */
 	if (got[LC_BPF]) {
 		live_stats(lat[LC_BPF], got[LC_BPF], &med, &p99);
-		bench_note(t, "BPF median %.0f us (target < 1 ms), p99 %.0f us", med, p99);
+		bench_note(t, "BPF median %.0f us (target <= 250 us), p99 %.0f us", med, p99);
 	} else {
 		bench_note(t, "BPF median: none (%s)", bench_skipped(t, LC_BPF) ?
 			   t->skip[LC_BPF] : "no death measured");
@@ -682,12 +733,17 @@ int suite_live(const struct bench_opts *o, struct bench_table *t)
 				   miss[c] == 1 ? "" : "s", LONG_TIMEOUT_NS / 1000000);
 	bench_note(t, "latency: the survivor's CLOCK_MONOTONIC when recv returned (-EPIPE) "
 		   "minus the parent's right before kill(SIGKILL)");
+	bench_note(t, "its steps, medians of each step on its own (they need not add up): the "
+		   "BPF program's clock at the last thread's exit; the monitor's thread "
+		   "taking the report (pidfd: from the kill, the zombie's pidfd readable); the "
+		   "monitor calling the ring's watch, which marks the peer dead and wakes "
+		   "recv; recv returning");
 	bench_note(t, "each death: a fresh peer process makes the ring and takes the producer "
 		   "side; the survivor attaches with opts.liveness, sleeps in recv %llu ms "
 		   "before the kill", SETTLE_NS / 1000000);
-	bench_note(t, "deadline: no monitor, ring timeout %llu ms, recv ends with -ETIMEDOUT; "
-		   "a plain deadline's latency is the deadline itself, whatever a user sets",
-		   DEADLINE_NS / 1000000);
+	bench_note(t, "deadline: no monitor, ring timeout %llu ms; at its deadline recv finds "
+		   "the peer's process gone and returns -EPIPE: the deadline itself, whatever "
+		   "a user sets", DEADLINE_NS / 1000000);
 	bench_note(t, "each cell: one number over all of a column's deaths (bpf %u, pidfd %u, "
 		   "deadline %u); p99 by nearest rank, of fewer than 100 the largest",
 		   got[LC_BPF], got[LC_PIDFD], got[LC_DEADLINE]);
@@ -703,8 +759,11 @@ int suite_live(const struct bench_opts *o, struct bench_table *t)
 			   "uncounted", lr.sh->nsleepers, COST_ROUNDS);
 
 out_free:
-	for (c = 0; c < LC_NR; c++)
+	for (c = 0; c < LC_NR; c++) {
 		free(lat[c]);
+		for (k = 0; k < LT_NR; k++)
+			free(steps[c][k]);
+	}
 	bench_shared_free(lr.sh, sizeof(*lr.sh));
 	return err;
 }
