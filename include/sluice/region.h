@@ -299,7 +299,8 @@ int sluice_region_alloc(struct sluice_region *r, const char *name,
  * @info: receives the entry; validated to lie inside the region.
  *
  * Return: 0, -ENOENT if there is none, -EINVAL/-ENAMETOOLONG for a bad name,
- * -EBADMSG if the entry is corrupted.
+ * -EBADMSG if the directory is corrupted (checked whole: a bad entry, one
+ * past the heap's top, two that overlap).
  */
 int sluice_region_find(const struct sluice_region *r, const char *name,
 		       struct sluice_obj_info *info);
@@ -307,7 +308,8 @@ int sluice_region_find(const struct sluice_region *r, const char *name,
 /**
  * sluice_region_obj() - read directory entry @idx (0 to nr_objs - 1).
  *
- * Return: 0, -ENOENT past the last entry, -EBADMSG if it is corrupted.
+ * Return: 0, -ENOENT past the last entry, -EBADMSG if the directory is
+ * corrupted (checked whole, as for sluice_region_find()).
  */
 int sluice_region_obj(const struct sluice_region *r, unsigned int idx,
 		      struct sluice_obj_info *info);
