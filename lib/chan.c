@@ -104,6 +104,7 @@
 #include "chan_layout.h"
 #include "futex.h"
 #include "internal.h"
+#include "introspect.h"
 #include "testpoint.h"
 
 #define DEFAULT_TIMEOUT_NS	(5 * 1000000000ull)
@@ -1138,13 +1139,35 @@ int sluice_chan_create(struct sluice_region *r, const char *name,
 	return handle_init(r, h, &cfg, opts, out);
 }
 
+uint64_t sluice__chan_csum(const struct sluice_chan_hdr *cfg)
+{
+	return config_csum(cfg);
+}
+
+int sluice__chan_config_read(const struct sluice_chan_hdr *h, uint64_t size,
+			     struct sluice_chan_hdr *cfg)
+{
+	uint64_t magic;
+
+	if (size < sizeof(*h))
+		return -EPROTO;
+	/* Pairs with the release store of the magic that ends create. */
+	magic = atomic_load_explicit((_Atomic uint64_t *)&h->magic, memory_order_acquire);
+	if (!magic)
+		return -EAGAIN;		/* its creator is still at it */
+	if (magic != SLUICE_CHAN_MAGIC)
+		return -EPROTO;
+	/* Read once, check the copy, use the copy. */
+	memcpy(cfg, h, sizeof(cfg->csum) + CHAN_CSUM_TO);
+	return config_check(cfg, size);
+}
+
 int sluice_chan_attach(struct sluice_region *r, const char *name,
 		       const struct sluice_chan_opts *opts,
 		       struct sluice_chan **out)
 {
 	struct sluice_chan_hdr *h, cfg;
 	struct sluice_obj_info obj;
-	uint64_t magic;
 	int err;
 
 	if (!r || !out || !opts_ok(opts, true))
@@ -1155,19 +1178,10 @@ int sluice_chan_attach(struct sluice_region *r, const char *name,
 	err = sluice_region_find(r, name, &obj);
 	if (err)
 		return err;
-	if (obj.type != SLUICE_OBJ_CHAN || obj.size < sizeof(*h))
-		return -EPROTO;
-	h = sluice_region_at(r, obj.offset, obj.size);
-	if (!h || obj.offset % 64)
-		return -EBADMSG;
-	magic = atomic_load_explicit((_Atomic uint64_t *)&h->magic, memory_order_acquire);
-	if (!magic)
-		return -EAGAIN;
-	if (magic != SLUICE_CHAN_MAGIC)
-		return -EPROTO;
-	/* Read once, check the copy, use the copy. */
-	memcpy(&cfg, h, sizeof(cfg.csum) + CHAN_CSUM_TO);
-	err = config_check(&cfg, obj.size);
+	h = sluice__obj_at(r, &obj, SLUICE_OBJ_CHAN, sizeof(*h), &err);
+	if (!h)
+		return err;
+	err = sluice__chan_config_read(h, obj.size, &cfg);
 	if (err)
 		return err;
 	return handle_init(r, h, &cfg, opts, out);

@@ -32,6 +32,7 @@
 #include <sluice/region.h>
 
 #include "internal.h"
+#include "introspect.h"
 #include "region_layout.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -68,6 +69,11 @@ struct sluice_region {
 static size_t round_up(size_t v, size_t align)
 {
 	return (v + align - 1) & ~(align - 1);
+}
+
+uint64_t sluice__region_csum(const struct sluice_region_hdr *h)
+{
+	return sluice__fnv1a(h, SLUICE_REGION_CSUM_LEN);
 }
 
 static int region_path(char *buf, size_t len, const char *dir, const char *name)
@@ -336,7 +342,7 @@ static void hdr_init(struct sluice_region_hdr *h, const struct create_args *a,
 	h->created_ns = sluice__now_ns(CLOCK_REALTIME);
 	h->heap_off = SLUICE_REGION_HEAP_OFF;
 	strncpy(h->name, a->name, sizeof(h->name) - 1);
-	h->csum = sluice__fnv1a(h, SLUICE_REGION_CSUM_LEN);
+	h->csum = sluice__region_csum(h);
 
 	atomic_store_explicit(&h->heap_top, SLUICE_REGION_HEAP_OFF, memory_order_relaxed);
 	atomic_store_explicit(&h->nr_objs, 0, memory_order_relaxed);
@@ -533,7 +539,7 @@ static int hdr_validate(const struct sluice_region_hdr *h, size_t file_size,
 		return -EBADMSG;
 	if (h->abi != SLUICE_REGION_ABI)
 		return -EPROTO;
-	if (h->csum != sluice__fnv1a(h, SLUICE_REGION_CSUM_LEN))
+	if (h->csum != sluice__region_csum(h))
 		return -EBADMSG;
 	if (h->hdr_size != sizeof(*h) || h->size != file_size)
 		return -EBADMSG;

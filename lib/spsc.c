@@ -62,6 +62,7 @@
 #include "cancel_internal.h"
 #include "futex.h"
 #include "internal.h"
+#include "introspect.h"
 #include "spsc_internal.h"
 #include "testpoint.h"
 
@@ -161,6 +162,29 @@ static int config_check(const struct sluice_spsc_ring *c, uint64_t obj_size)
 	    c->size > obj_size)
 		return -EBADMSG;
 	return 0;
+}
+
+uint64_t sluice__spsc_csum(const struct sluice_spsc_ring *cfg)
+{
+	return config_csum(cfg);
+}
+
+int sluice__spsc_config_read(const struct sluice_spsc_ring *ring, uint64_t size,
+			     struct sluice_spsc_ring *cfg)
+{
+	uint64_t magic;
+
+	if (size < sizeof(*ring))
+		return -EPROTO;
+	/* Pairs with the release store of the magic that ends create. */
+	magic = atomic_load_explicit((_Atomic uint64_t *)&ring->magic, memory_order_acquire);
+	if (magic == 0)
+		return -EAGAIN;		/* its creator is still at it */
+	if (magic != SLUICE_SPSC_MAGIC)
+		return -EPROTO;
+	/* Read once, check the copy, use the copy. */
+	memcpy(cfg, ring, __builtin_offsetof(struct sluice_spsc_ring, tail));
+	return config_check(cfg, size);
 }
 
 /* ------------------------------------------------------------- attaching */
@@ -465,7 +489,6 @@ int sluice_spsc_attach(struct sluice_region *r, const char *name,
 {
 	struct sluice_spsc_ring *ring, cfg;
 	struct sluice_obj_info obj;
-	uint64_t magic;
 	int err;
 
 	if (!r || !out || !role_ok(role) || !opts_ok(opts))
@@ -473,21 +496,10 @@ int sluice_spsc_attach(struct sluice_region *r, const char *name,
 	err = sluice_region_find(r, name, &obj);
 	if (err)
 		return err;
-	if (obj.type != SLUICE_OBJ_SPSC || obj.size < sizeof(*ring))
-		return -EPROTO;
-	ring = sluice_region_at(r, obj.offset, obj.size);
-	if (!ring || obj.offset % 64)
-		return -EBADMSG;
-
-	magic = atomic_load_explicit((_Atomic uint64_t *)&ring->magic,
-				     memory_order_acquire);
-	if (magic == 0)
-		return -EAGAIN;		/* its creator is still at it */
-	if (magic != SLUICE_SPSC_MAGIC)
-		return -EPROTO;
-	/* Read once, check the copy, use the copy. */
-	memcpy(&cfg, ring, __builtin_offsetof(struct sluice_spsc_ring, tail));
-	err = config_check(&cfg, obj.size);
+	ring = sluice__obj_at(r, &obj, SLUICE_OBJ_SPSC, sizeof(*ring), &err);
+	if (!ring)
+		return err;
+	err = sluice__spsc_config_read(ring, obj.size, &cfg);
 	if (err)
 		return err;
 	return handle_init(r, ring, &cfg, role, opts, out);

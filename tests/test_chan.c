@@ -5156,7 +5156,7 @@ static void test_a_peer_holding_the_region_lock_delays_no_call_past_its_deadline
 #else
 #define CHAOS_SECONDS	20u
 #endif
-#define CHAOS_IDS	8192u	/* writer ids in a run, replacements included */
+#define CHAOS_IDS	65536u	/* writer ids in a run, replacements included */
 #define CHAOS_CHECKERS	2u	/* strong readers never killed */
 #define CHAOS_WRITERS	3u
 #define CHAOS_VICTIMS	2u	/* strong readers that are killed */
@@ -5460,9 +5460,10 @@ static void test_writers_and_readers_killed_at_random_lose_no_committed_frame(vo
 					 atomic_load(&c->last[id]), k);
 		}
 	}
-	print_message("    %u kills (%u writers, %u readers started), %" PRIu64
+	print_message("    %u kills in %" PRId64 " s (%u writers, %u readers started), %" PRIu64
 		      " frames read by each checker, all in order\n",
-		      kills, ids, victims, atomic_load(&c->read) / CHAOS_CHECKERS);
+		      kills, (h_now_ms() - t0) / 1000, ids, victims,
+		      atomic_load(&c->read) / CHAOS_CHECKERS);
 	cshut(ch);
 #endif
 }

@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Introspection (introspect.h): objects described from shared memory,
+ * each layout read through the checks of the code that owns it.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include <sluice/chan.h>
+#include <sluice/spsc.h>
+
+#include "chan_layout.h"
+#include "internal.h"
+#include "introspect.h"
+
+void *sluice__obj_at(const struct sluice_region *r, const struct sluice_obj_info *oi,
+		     uint32_t type, uint64_t min, int *err)
+{
+	void *p;
+
+	*err = -EPROTO;
+	if (oi->type != type || oi->size < min)
+		return NULL;
+	*err = -EBADMSG;
+	p = sluice_region_at(r, oi->offset, oi->size);
+	/* Objects start on a line: their hot words are laid out from there. */
+	if (!p || oi->offset % 64)
+		return NULL;
+	*err = 0;
+	return p;
+}
+
+/* ---------------------------------------------------------------- SPSC */
+
+static struct sluice_spsc_ring *spsc_read(const struct sluice_region *r,
+					  const struct sluice_obj_info *oi,
+					  struct sluice_spsc_ring *cfg, int *err)
+{
+	struct sluice_spsc_ring *ring;
+
+	ring = sluice__obj_at(r, oi, SLUICE_OBJ_SPSC, sizeof(*ring), err);
+	if (!ring)
+		return NULL;
+	*err = sluice__spsc_config_read(ring, oi->size, cfg);
+	return *err ? NULL : ring;
+}
+
+int sluice__spsc_describe(const struct sluice_region *r, const struct sluice_obj_info *oi,
+			  struct sluice__spsc_desc *d)
+{
+	struct sluice_spsc_ring *ring, cfg;
+	int err;
+
+	ring = spsc_read(r, oi, &cfg, &err);
+	if (!ring)
+		return err;
+	memset(d, 0, sizeof(*d));
+	d->slot_count = cfg.slot_count;
+	d->slot_size = cfg.slot_size;
+	d->stride = cfg.stride;
+	d->size = cfg.size;
+	/* A snapshot: each side moves its own, and nothing orders the two. */
+	d->head = atomic_load_explicit(&ring->head, memory_order_relaxed);
+	d->tail = atomic_load_explicit(&ring->tail, memory_order_relaxed);
+	d->prod_ctl = atomic_load_explicit(&ring->prod.ctl, memory_order_relaxed);
+	d->cons_ctl = atomic_load_explicit(&ring->cons.ctl, memory_order_relaxed);
+	return 0;
+}
+
+int sluice__spsc_map(const struct sluice_region *r, const char *name,
+		     struct sluice__spsc_map *m)
+{
+	struct sluice_spsc_ring *ring, cfg;
+	struct sluice_obj_info oi;
+	int err;
+
+	err = sluice_region_find(r, name, &oi);
+	if (err)
+		return err;
+	ring = spsc_read(r, &oi, &cfg, &err);
+	if (!ring)
+		return err;
+	m->ring = ring;
+	m->tags = (_Atomic uint64_t *)((unsigned char *)ring + cfg.tags_off);
+	m->slots = (unsigned char *)ring + cfg.slots_off;
+	m->count = cfg.slot_count;
+	m->stride = cfg.stride;
+	return 0;
+}
+
+static int spsc_peers(const struct sluice_region *r, const struct sluice_obj_info *oi,
+		      sluice__peer_fn fn, void *ctx)
+{
+	struct sluice__peer p = { .object = oi->name, .type = SLUICE_OBJ_SPSC };
+	struct sluice_spsc_ring *ring, cfg;
+	struct sluice_spsc_side *side;
+	uint32_t ctl;
+	int i, err;
+
+	ring = spsc_read(r, oi, &cfg, &err);
+	if (!ring)
+		return err;
+	for (i = 0; i < 2; i++) {
+		side = i ? &ring->cons : &ring->prod;
+		/* Pairs with side_claim()'s release store: pid and start are the claimer's. */
+		ctl = atomic_load_explicit(&side->ctl, memory_order_acquire);
+		if (!(ctl & SLUICE_SPSC_ATTACHED) || (ctl & SLUICE_SPSC_CLOSED))
+			continue;
+		p.pid = atomic_load_explicit(&side->pid, memory_order_relaxed);
+		p.start = atomic_load_explicit(&side->start, memory_order_relaxed);
+		if (p.pid <= 0)
+			continue;
+		p.role = i ? SLUICE__PEER_CONSUMER : SLUICE__PEER_PRODUCER;
+		p.marked_dead = ctl & SLUICE_SPSC_DEAD;
+		err = fn(&p, ctx);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- channels */
+
+static struct sluice_chan_hdr *chan_read(const struct sluice_region *r,
+					 const struct sluice_obj_info *oi,
+					 struct sluice_chan_hdr *cfg, int *err)
+{
+	struct sluice_chan_hdr *h;
+
+	h = sluice__obj_at(r, oi, SLUICE_OBJ_CHAN, sizeof(*h), err);
+	if (!h)
+		return NULL;
+	*err = sluice__chan_config_read(h, oi->size, cfg);
+	return *err ? NULL : h;
+}
+
+int sluice__chan_describe(const struct sluice_region *r, const struct sluice_obj_info *oi,
+			  struct sluice__chan_desc *d)
+{
+	struct sluice_chan_hdr *h, cfg;
+	uint64_t tail;
+	uint32_t ctl;
+	int err;
+
+	h = chan_read(r, oi, &cfg, &err);
+	if (!h)
+		return err;
+	memset(d, 0, sizeof(*d));
+	d->capacity = cfg.capacity;
+	d->policy = cfg.policy;
+	d->readers_max = cfg.readers_max;
+	d->writers_max = cfg.writers_max;
+	d->size = cfg.size;
+	d->data_off = cfg.data_off;
+	/* committed before tail: both only grow, so honest ones compare right. */
+	d->committed = atomic_load_explicit(&h->committed, memory_order_acquire);
+	tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+	ctl = atomic_load_explicit(&h->ctl, memory_order_acquire);
+	d->tail = tail & CHAN_TAIL_POS;
+	d->draining = (ctl & CHAN_CTL_DRAIN) || (tail & CHAN_TAIL_DRAIN);
+	d->terminated = (ctl & CHAN_CTL_TERM) || (tail & CHAN_TAIL_TERM);
+	d->abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
+	d->swept = atomic_load_explicit(&h->swept, memory_order_relaxed);
+	return 0;
+}
+
+int sluice__chan_map(const struct sluice_region *r, const char *name,
+		     struct sluice__chan_map *m)
+{
+	struct sluice_chan_hdr *h, cfg;
+	struct sluice_obj_info oi;
+	int err;
+
+	err = sluice_region_find(r, name, &oi);
+	if (err)
+		return err;
+	h = chan_read(r, &oi, &cfg, &err);
+	if (!h)
+		return err;
+	m->h = h;
+	m->index = (_Atomic uint64_t *)((unsigned char *)h + cfg.index_off);
+	m->readers = (struct sluice_chan_rent *)((unsigned char *)h + cfg.readers_off);
+	m->writers = (struct sluice_chan_went *)((unsigned char *)h + cfg.writers_off);
+	m->data = (unsigned char *)h + cfg.data_off;
+	m->cap = cfg.capacity;
+	return 0;
+}
+
+/* One place of a channel's table: taken, by a pid, of a known kind. */
+static int chan_place(struct sluice__peer *p, _Atomic uint64_t *owner_p,
+		      _Atomic uint64_t *start_p, sluice__peer_fn fn, void *ctx)
+{
+	/* Pairs with the stores that take a place: its start is behind it. */
+	uint64_t owner = atomic_load_explicit(owner_p, memory_order_acquire);
+
+	if (!owner)
+		return 0;
+	p->pid = CHAN_OWNER_PID(owner);
+	p->kind = CHAN_OWNER_KIND(owner);
+	/* A closing strong writer is still a strong writer's process. */
+	if (p->kind == CHAN_KIND_CLOSING)
+		p->kind = SLUICE_CHAN_STRONG;
+	/* Kind 0: a reader joining; it shows with its kind in a moment. */
+	if (p->pid <= 0 || (p->kind != SLUICE_CHAN_STRONG && p->kind != SLUICE_CHAN_WEAK))
+		return 0;
+	/* 0 while a writer is taking its place: the pid alone, then. */
+	p->start = atomic_load_explicit(start_p, memory_order_relaxed);
+	return fn(p, ctx);
+}
+
+static int chan_peers(const struct sluice_region *r, const struct sluice_obj_info *oi,
+		      sluice__peer_fn fn, void *ctx)
+{
+	struct sluice__peer p = { .object = oi->name, .type = SLUICE_OBJ_CHAN };
+	struct sluice_chan_hdr *h, cfg;
+	struct sluice_chan_went *wr;
+	struct sluice_chan_rent *rd;
+	uint32_t i;
+	int err;
+
+	h = chan_read(r, oi, &cfg, &err);
+	if (!h)
+		return err;
+	wr = (struct sluice_chan_went *)((unsigned char *)h + cfg.writers_off);
+	rd = (struct sluice_chan_rent *)((unsigned char *)h + cfg.readers_off);
+	p.role = SLUICE__PEER_WRITER;
+	for (i = 0; i < cfg.writers_max; i++) {
+		err = chan_place(&p, &wr[i].owner, &wr[i].start, fn, ctx);
+		if (err)
+			return err;
+	}
+	p.role = SLUICE__PEER_READER;
+	for (i = 0; i < cfg.readers_max; i++) {
+		err = chan_place(&p, &rd[i].owner, &rd[i].start, fn, ctx);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- any object */
+
+bool sluice__obj_has_peers(uint32_t type)
+{
+	return type == SLUICE_OBJ_SPSC || type == SLUICE_OBJ_CHAN;
+}
+
+int sluice__obj_peers(const struct sluice_region *r, const struct sluice_obj_info *oi,
+		      sluice__peer_fn fn, void *ctx)
+{
+	switch (oi->type) {
+	case SLUICE_OBJ_SPSC:
+		return spsc_peers(r, oi, fn, ctx);
+	case SLUICE_OBJ_CHAN:
+		return chan_peers(r, oi, fn, ctx);
+	}
+	return 0;
+}

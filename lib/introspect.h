@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Introspection: what the objects of a region hold, read out of shared
+ * memory by the code that owns each layout and checked as an attach
+ * checks it.  For sluicectl and the tests, which link libsluice.a: no
+ * file outside lib/ computes a shared layout, so a layout change that
+ * forgets a tool does not compile, or fails its tests.
+ *
+ * Every call reads memory a peer may be writing: what it returns is a
+ * snapshot of checked values, and an object that cannot be read says why
+ * (-EAGAIN: not made yet; -EPROTO: not what its type says, or another
+ * ABI; -EBADMSG: damaged).
+ */
+#ifndef SLUICE_INTROSPECT_H
+#define SLUICE_INTROSPECT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <sluice/region.h>
+
+struct sluice_chan_hdr;
+struct sluice_chan_rent;
+struct sluice_chan_went;
+struct sluice_spsc_ring;
+struct sluice_region_hdr;
+
+/* ---------------------------------------------------------------- peers */
+
+enum sluice__peer_role {
+	SLUICE__PEER_PRODUCER,
+	SLUICE__PEER_CONSUMER,
+	SLUICE__PEER_WRITER,
+	SLUICE__PEER_READER,
+};
+
+/* A process attached to an object, as the object records it. */
+struct sluice__peer {
+	const char *object;		/* the object's name */
+	uint32_t type;			/* SLUICE_OBJ_SPSC or SLUICE_OBJ_CHAN */
+	enum sluice__peer_role role;
+	uint32_t kind;			/* channel places: SLUICE_CHAN_STRONG or _WEAK */
+	pid_t pid;			/* in the attacher's pid namespace */
+	uint64_t start;			/* its start time; 0: not known, the pid alone */
+	bool marked_dead;		/* SPSC: a survivor saw it die */
+};
+
+/* Called for each peer; non-zero stops the walk and is returned. */
+typedef int (*sluice__peer_fn)(const struct sluice__peer *p, void *ctx);
+
+/* Does an object of @type have processes attached? */
+bool sluice__obj_has_peers(uint32_t type);
+
+/*
+ * Call @fn for each process attached to object @oi of @r.  Returns 0,
+ * what @fn returned, or why the object could not be read.
+ */
+int sluice__obj_peers(const struct sluice_region *r, const struct sluice_obj_info *oi,
+		      sluice__peer_fn fn, void *ctx);
+
+/* ---------------------------------------------------------------- descriptions */
+
+struct sluice__spsc_desc {
+	uint32_t slot_count;
+	uint32_t slot_size;
+	uint32_t stride;		/* bytes from slot to slot */
+	uint64_t size;			/* the whole object */
+	uint64_t head;			/* the consumer's index */
+	uint64_t tail;			/* the producer's last announcement: a lower bound */
+	uint32_t prod_ctl;		/* SLUICE_SPSC_* of each side */
+	uint32_t cons_ctl;
+};
+
+int sluice__spsc_describe(const struct sluice_region *r, const struct sluice_obj_info *oi,
+			  struct sluice__spsc_desc *d);
+
+struct sluice__chan_desc {
+	uint64_t capacity;
+	uint32_t policy;		/* enum sluice_chan_policy */
+	uint32_t readers_max;
+	uint32_t writers_max;
+	uint64_t size;			/* the whole object */
+	uint64_t data_off;		/* where the ring of bytes starts in it */
+	uint64_t tail;			/* position */
+	uint64_t committed;
+	bool draining;
+	bool terminated;
+	uint64_t abandoned;
+	uint64_t swept;
+};
+
+int sluice__chan_describe(const struct sluice_region *r, const struct sluice_obj_info *oi,
+			  struct sluice__chan_desc *d);
+
+/* ---------------------------------------------------------------- white box */
+
+/*
+ * Where the parts of a checked object lie, for tests that write into it
+ * the way a broken or hostile peer would.  -ENOENT if @name is not there.
+ */
+struct sluice__chan_map {
+	struct sluice_chan_hdr *h;
+	_Atomic uint64_t *index;
+	struct sluice_chan_rent *readers;
+	struct sluice_chan_went *writers;
+	unsigned char *data;
+	uint64_t cap;
+};
+
+int sluice__chan_map(const struct sluice_region *r, const char *name,
+		     struct sluice__chan_map *m);
+
+struct sluice__spsc_map {
+	struct sluice_spsc_ring *ring;
+	_Atomic uint64_t *tags;
+	unsigned char *slots;
+	uint32_t count;
+	uint32_t stride;
+};
+
+int sluice__spsc_map(const struct sluice_region *r, const char *name,
+		     struct sluice__spsc_map *m);
+
+/* The checksum each configuration carries, as its owner computes it. */
+uint64_t sluice__chan_csum(const struct sluice_chan_hdr *cfg);
+uint64_t sluice__spsc_csum(const struct sluice_spsc_ring *cfg);
+uint64_t sluice__region_csum(const struct sluice_region_hdr *h);
+
+/* ---------------------------------------------------------------- owners */
+
+/*
+ * An object of @type in @r, at least @min bytes, 64-byte aligned: its
+ * memory, or NULL with the reason in @err (-EPROTO, -EBADMSG).
+ */
+void *sluice__obj_at(const struct sluice_region *r, const struct sluice_obj_info *oi,
+		     uint32_t type, uint64_t min, int *err);
+
+/*
+ * Read an object's configuration once into @cfg and check it, as attach
+ * does: the magic (acquire), then the copy.  0, -EAGAIN, -EPROTO or
+ * -EBADMSG.
+ */
+int sluice__chan_config_read(const struct sluice_chan_hdr *h, uint64_t size,
+			     struct sluice_chan_hdr *cfg);
+int sluice__spsc_config_read(const struct sluice_spsc_ring *ring, uint64_t size,
+			     struct sluice_spsc_ring *cfg);
+
+#endif /* SLUICE_INTROSPECT_H */
