@@ -6,7 +6,9 @@
 #   make run        the demo (installs missing dependencies first)
 #   make check      build everything and run the tests, plain, under
 #                   AddressSanitizer + UndefinedBehaviorSanitizer, and the
-#                   concurrency tests under ThreadSanitizer
+#                   concurrency tests under ThreadSanitizer; then the
+#                   liveness and ABI tests again against a build without
+#                   BPF (in O/nobpf)
 #   make bench      sluice-bench against its peers
 #   make install    PREFIX=/usr/local DESTDIR=
 #
@@ -16,6 +18,9 @@
 #   SAN=address,undefined   build with sanitizers (make check does this in O/asan)
 #   VMLINUX_BTF=FILE        kernel BTF the eBPF programs are built against
 #                           (default: the running kernel's)
+#   BPF=0           no eBPF program and no libbpf: liveness monitors use
+#                   pidfds, and need no clang, bpftool or kernel BTF to
+#                   build.  make check BPF=0 runs every test that way.
 
 VERSION_MAJOR := 0
 VERSION_MINOR := 4
@@ -25,6 +30,13 @@ VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 srctree := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 O       ?= build
 obj     := $(abspath $(O))
+
+# Kbuild's x-$(CONFIG_BPF) lines are built with BPF only.
+BPF     ?= 1
+ifeq ($(filter 0 1,$(BPF)),)
+  $(error BPF=$(BPF): use BPF=1 (the default) or BPF=0)
+endif
+CONFIG_BPF := $(if $(filter 1,$(BPF)),y)
 
 include $(srctree)/Kbuild
 
@@ -74,10 +86,11 @@ ifneq ($(findstring thread,$(SAN)),)
 endif
 
 ALL_CFLAGS  := -std=gnu11 -D_GNU_SOURCE -DSLUICE_VERSION='"$(VERSION)"' -pthread -fPIC \
+	       $(if $(CONFIG_BPF),-DSLUICE_HAVE_BPF) \
 	       $(WARN) $(CFLAGS) $(SANFLAGS) \
 	       -I$(srctree)/include -I$(srctree)/lib -MMD -MP
 ALL_LDFLAGS := -pthread $(LDFLAGS) $(SANFLAGS)
-LIBS        := -lnuma -lbpf
+LIBS        := -lnuma $(if $(CONFIG_BPF),-lbpf)
 TEST_LIBS   := -lcmocka -ldl
 
 SONAME  := libsluice.so.$(VERSION_MAJOR)
@@ -89,23 +102,41 @@ lib-links  := $(obj)/$(SONAME) $(obj)/libsluice.so
 tools-bins := $(addprefix $(obj)/tools/,$(tools-y))
 tests-bins := $(addprefix $(obj)/tests/,$(tests-y))
 tsan-bins  := $(addprefix $(obj)/tests/,$(tests-tsan-y))
+nobpf-bins := $(addprefix $(obj)/tests/,$(tests-nobpf-y))
 tests-common := $(addprefix $(obj)/tests/,$(tests-common-y))
 man-pages  := $(wildcard $(srctree)/Documentation/man/*.[1-8])
 
-# Each tool is tools/NAME.c unless Kbuild says NAME-objs := ...
-tool-objs = $(addprefix $(obj)/tools/,$(or $($(1)-objs),$(1).o))
+# Each tool is tools/NAME.c unless Kbuild says NAME-objs := ... (paths
+# under tools/).  Tools' objects are built in $(obj)/tools/objs/, since a
+# tool with a directory of its own, tools/NAME/, has its program at
+# $(obj)/tools/NAME.
+tool-objs = $(addprefix $(obj)/tools/objs/,$(or $($(1)-objs),$(1).o))
 
 .DEFAULT_GOAL := all
-.PHONY: all lib tools tests tests-tsan run check bench install uninstall \
-	clean deps check-build
+.PHONY: all lib tools tests tests-tsan tests-nobpf run check bench install \
+	uninstall clean deps check-build FORCE
 
 all: lib tools tests
 lib: $(lib-a) $(lib-links)
 tools: $(tools-bins)
 tests: $(tests-bins)
 tests-tsan: $(tsan-bins)
+tests-nobpf: $(nobpf-bins)
 
-$(obj)/%.o: $(srctree)/%.c
+# Objects built with and without BPF differ: changing BPF in one O
+# rebuilds them.  The file changes only when the setting does.
+build-config := $(obj)/.config
+$(build-config): FORCE
+	@mkdir -p $(@D)
+	@echo 'BPF=$(BPF)' | cmp -s - $@ || echo 'BPF=$(BPF)' > $@
+
+$(obj)/%.o: $(srctree)/%.c $(build-config)
+	$(quiet) CC $(patsubst $(obj)/%,%,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) $(CFLAGS_$(@F)) -c $< -o $@
+
+# The tools' objects (tool-objs), compiled as above.
+$(obj)/tools/objs/%.o: $(srctree)/tools/%.c $(build-config)
 	$(quiet) CC $(patsubst $(obj)/%,%,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) $(CFLAGS_$(@F)) -c $< -o $@
@@ -127,10 +158,11 @@ $(lib-links): $(lib-so)
 #
 # Each bpf-y NAME is bpf/NAME.bpf.c, compiled once (CO-RE) against a
 # vmlinux.h dumped from the kernel's BTF, and turned into a skeleton
-# header, $(obj)/bpf/NAME.skel.h, that embeds the object: lib/NAME.c
+# header, $(obj)/bpf/NAME.skel.h, that embeds the object: lib/NAME_bpf.c
 # includes it, and nothing is loaded from disk at run time.  The eBPF
 # object never sees CFLAGS or sanitizer flags; the skeleton is plain C
-# built like the rest of lib/.
+# built like the rest of lib/.  With BPF=0, bpf-y is empty and none of
+# this runs.
 
 BPF_CLANG   ?= clang
 BPFTOOL     ?= bpftool
@@ -171,20 +203,24 @@ $(obj)/bpf/%.skel.h: $(obj)/bpf/%.bpf.o
 	$(quiet) GEN $(patsubst $(obj)/%,%,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*)_bpf > $@.tmp && mv $@.tmp $@
 
-# lib/NAME.c includes bpf/NAME.skel.h: the skeleton must exist before the
-# first compile; after that -MMD records it as a dependency like any header.
-$(foreach b,$(bpf-y),$(eval $(obj)/lib/$(b).o: | $(obj)/bpf/$(b).skel.h))
-$(foreach b,$(bpf-y),$(eval CFLAGS_$(b).o += -I$(obj)/bpf))
+# lib/NAME_bpf.c includes bpf/NAME.skel.h: the skeleton must exist before
+# the first compile; after that -MMD records it as a dependency like any
+# header.
+$(foreach b,$(bpf-y),$(eval $(obj)/lib/$(b)_bpf.o: | $(obj)/bpf/$(b).skel.h))
+$(foreach b,$(bpf-y),$(eval CFLAGS_$(b)_bpf.o += -I$(obj)/bpf))
 
-# Written at install time: it records where things were installed.
+# Written at install time: it records where things were installed.  numa
+# and libbpf have .pc files of their own, which bring their flags (and
+# libbpf's libelf and zlib) to a static link.
+pc-requires := numa $(if $(CONFIG_BPF),libbpf)
 define write-pc
 	printf '%s\n' 'prefix=$(PREFIX)' \
 		'libdir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))' \
 		'includedir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))' \
 		'' 'Name: sluice' \
 		'Description: kernel-bypass inter-process communication over shared memory' \
-		'Version: $(VERSION)' 'Requires.private: numa libbpf' \
-		'Libs: -L$${libdir} -lsluice' 'Libs.private: -lnuma -pthread' \
+		'Version: $(VERSION)' 'Requires.private: $(strip $(pc-requires))' \
+		'Libs: -L$${libdir} -lsluice' 'Libs.private: -pthread' \
 		'Cflags: -I$${includedir}' > $(1)
 endef
 
@@ -194,7 +230,7 @@ $(tools-bins): $(obj)/tools/%: $$(call tool-objs,%) $(lib-a)
 	$(quiet) LD tools/$*
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(LDLIBS_$*) -lm
 
-$(sort $(tests-bins) $(tsan-bins)): $(obj)/tests/%: $(obj)/tests/%.o $(tests-common) $(lib-a)
+$(sort $(tests-bins) $(tsan-bins) $(nobpf-bins)): $(obj)/tests/%: $(obj)/tests/%.o $(tests-common) $(lib-a)
 	$(quiet) LD tests/$*
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(TEST_LIBS)
 
@@ -202,7 +238,7 @@ $(sort $(tests-bins) $(tsan-bins)): $(obj)/tests/%: $(obj)/tests/%.o $(tests-com
 
 # Installs missing packages only when something is missing (quick check).
 deps:
-	$(Q)$(srctree)/scripts/deps.sh
+	$(Q)$(srctree)/scripts/deps.sh $(if $(CONFIG_BPF),,--no-bpf)
 
 run: deps
 	$(Q)$(MAKE) -f $(srctree)/Makefile O=$(O) lib tools
@@ -210,16 +246,25 @@ run: deps
 	$(Q)$(obj)/tools/sluice-demo
 
 bench: deps
-	$(Q)$(srctree)/scripts/deps.sh --bench
+	$(Q)$(srctree)/scripts/deps.sh --bench $(if $(CONFIG_BPF),,--no-bpf)
 	$(Q)$(MAKE) -f $(srctree)/Makefile O=$(O) lib tools
 	$(Q)$(obj)/tools/sluice-bench
 
+# With BPF (the default) the tests of tests-nobpf-y also run against a
+# build without it; make check BPF=0 runs everything without it, and the
+# sub-makes inherit BPF=0 from the command line.
+empty :=
+space := $(empty) $(empty)
+check-nobpf := $(if $(CONFIG_BPF),nobpf:$(obj)/nobpf:$(subst $(space),:,$(strip $(tests-nobpf-y))))
 check: deps
 	$(Q)$(MAKE) -f $(srctree)/Makefile O=$(O) check-build
 	$(Q)$(MAKE) -f $(srctree)/Makefile O=$(O)/asan SAN=address,undefined lib tests
 	$(Q)$(MAKE) -f $(srctree)/Makefile O=$(O)/tsan SAN=thread tests-tsan
+ifeq ($(CONFIG_BPF),y)
+	$(Q)$(MAKE) -f $(srctree)/Makefile O=$(O)/nobpf BPF=0 lib tests-nobpf
+endif
 	$(Q)SLUICE_SRCTREE=$(srctree) $(srctree)/scripts/run-tests.sh \
-		plain:$(obj) asan:$(obj)/asan tsan:$(obj)/tsan
+		plain:$(obj) asan:$(obj)/asan tsan:$(obj)/tsan $(check-nobpf)
 
 check-build: all $(lib-links)
 
@@ -253,4 +298,5 @@ clean:
 	$(quiet) CLEAN $(O)
 	$(Q)rm -rf $(obj)
 
--include $(wildcard $(obj)/lib/*.d $(obj)/tools/*.d $(obj)/tests/*.d $(obj)/bpf/*.d)
+-include $(wildcard $(obj)/lib/*.d $(obj)/tools/objs/*.d $(obj)/tools/objs/*/*.d \
+	$(obj)/tests/*.d $(obj)/bpf/*.d)

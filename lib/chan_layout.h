@@ -69,6 +69,8 @@ struct sluice_chan_hdr {
 #define CHAN_CSUM_FROM		__builtin_offsetof(struct sluice_chan_hdr, abi)
 #define CHAN_CSUM_TO		__builtin_offsetof(struct sluice_chan_hdr, csum)
 
+/* The magic first: sluice__obj_config() reads it there for every kind. */
+_Static_assert(__builtin_offsetof(struct sluice_chan_hdr, magic) == 0, "chan magic moved");
 _Static_assert(__builtin_offsetof(struct sluice_chan_hdr, csum) == 80, "chan config moved");
 _Static_assert(__builtin_offsetof(struct sluice_chan_hdr, tail) == 128, "chan tail moved");
 _Static_assert(__builtin_offsetof(struct sluice_chan_hdr, committed) == 192, "chan committed moved");
@@ -137,6 +139,12 @@ struct sluice_chan_frame {
 
 #define CHAN_SLICE_HDR		16u
 #define CHAN_FRAME_HDR		8u
+/* Slices start, and their lengths end, on this grid. */
+#define CHAN_ALIGN		16u
+/* A frame's bytes are padded to this. */
+#define CHAN_FRAME_ALIGN	8u
+/* A seal's low bits: the slice's kind (CHAN_SLICE_*). */
+#define CHAN_SEAL_KIND		3ull
 
 /* A seal names one slice of one channel at one position. */
 static inline uint64_t chan_seal(uint64_t salt, uint64_t pos, uint32_t kind)
@@ -150,7 +158,7 @@ static inline uint64_t chan_seal(uint64_t salt, uint64_t pos, uint32_t kind)
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	z ^= z >> 31;
-	return (z & ~3ull) | kind;
+	return (z & ~CHAN_SEAL_KIND) | kind;
 }
 
 #endif /* SLUICE_CHAN_LAYOUT_H */

@@ -22,6 +22,13 @@
  * SLUICE_OPT() reads a field the caller's struct has, else the default.
  */
 bool sluice__opts_valid(const void *opts, size_t known_sz);
+/*
+ * Valid options of struct @TYPE whose last field this library knows is
+ * @LAST: known up to the end of that field, not to sizeof, so that a
+ * newer caller's field set in what is tail padding here is seen.
+ */
+#define SLUICE_OPTS_VALID(opts, TYPE, LAST)				\
+	sluice__opts_valid((opts), sluice__offsetofend(struct TYPE, LAST))
 #define SLUICE_OPT(opts, TYPE, F, DEF)					\
 	(((opts) && (opts)->sz >= sluice__offsetofend(struct TYPE, F)) ?	\
 	 (opts)->F : (DEF))

@@ -13,38 +13,78 @@
 #include "chan_layout.h"
 #include "internal.h"
 #include "introspect.h"
+#include "spsc_internal.h"
 
-void *sluice__obj_at(const struct sluice_region *r, const struct sluice_obj_info *oi,
-		     uint32_t type, uint64_t min, int *err)
+int sluice__obj_config(const struct sluice_region *r, const struct sluice_obj_info *oi,
+		       const struct sluice__obj_kind *k, void *cfg, void **obj)
 {
+	uint64_t magic;
 	void *p;
 
-	*err = -EPROTO;
-	if (oi->type != type || oi->size < min)
-		return NULL;
-	*err = -EBADMSG;
+	if (oi->type != k->type || oi->size < k->min)
+		return -EPROTO;
 	p = sluice_region_at(r, oi->offset, oi->size);
 	/* Objects start on a line: their hot words are laid out from there. */
 	if (!p || oi->offset % 64)
-		return NULL;
-	*err = 0;
-	return p;
+		return -EBADMSG;
+	/* Pairs with the release store of the magic that ends a create. */
+	magic = atomic_load_explicit((_Atomic uint64_t *)p, memory_order_acquire);
+	if (!magic)
+		return -EAGAIN;		/* its creator is still at it */
+	if (magic != k->magic)
+		return -EPROTO;
+	/* Read once, check the copy, use the copy. */
+	memcpy(cfg, p, k->cfg_len);
+	*obj = p;
+	return k->check(cfg, oi->size);
+}
+
+void sluice__obj_publish(const struct sluice__obj_kind *k, void *obj, const void *cfg)
+{
+	const size_t magic = sizeof(uint64_t);
+
+	memcpy((char *)obj + magic, (const char *)cfg + magic, k->cfg_len - magic);
+	/* Pairs with the acquire load of the magic in sluice__obj_config(). */
+	atomic_store_explicit((_Atomic uint64_t *)obj, k->magic, memory_order_release);
+}
+
+int sluice__obj_create(struct sluice_region *r, const char *name,
+		       const struct sluice__obj_kind *k, const void *cfg, uint64_t size,
+		       void **obj)
+{
+	uint64_t off;
+	int err;
+
+	/* On a line: its hot words are laid out from there. */
+	err = sluice_region_alloc(r, name, k->type, size, 64, &off);
+	if (err)
+		return err;
+	*obj = sluice_region_at(r, off, size);
+	sluice__obj_publish(k, *obj, cfg);
+	return 0;
+}
+
+/* An object of kind @k, read as attach reads it; NULL with the reason. */
+static void *obj_read(const struct sluice_region *r, const struct sluice_obj_info *oi,
+		      const struct sluice__obj_kind *k, void *cfg, int *err)
+{
+	void *p = NULL;
+
+	*err = sluice__obj_config(r, oi, k, cfg, &p);
+	return *err ? NULL : p;
+}
+
+/* The object named @name, read as above. */
+static void *obj_find(const struct sluice_region *r, const char *name,
+		      const struct sluice__obj_kind *k, void *cfg, int *err)
+{
+	struct sluice_obj_info oi;
+
+	*err = sluice_region_find(r, name, &oi);
+	return *err ? NULL : obj_read(r, &oi, k, cfg, err);
 }
 
 /* ---------------------------------------------------------------- SPSC */
-
-static struct sluice_spsc_ring *spsc_read(const struct sluice_region *r,
-					  const struct sluice_obj_info *oi,
-					  struct sluice_spsc_ring *cfg, int *err)
-{
-	struct sluice_spsc_ring *ring;
-
-	ring = sluice__obj_at(r, oi, SLUICE_OBJ_SPSC, sizeof(*ring), err);
-	if (!ring)
-		return NULL;
-	*err = sluice__spsc_config_read(ring, oi->size, cfg);
-	return *err ? NULL : ring;
-}
 
 int sluice__spsc_describe(const struct sluice_region *r, const struct sluice_obj_info *oi,
 			  struct sluice__spsc_desc *d)
@@ -52,7 +92,7 @@ int sluice__spsc_describe(const struct sluice_region *r, const struct sluice_obj
 	struct sluice_spsc_ring *ring, cfg;
 	int err;
 
-	ring = spsc_read(r, oi, &cfg, &err);
+	ring = obj_read(r, oi, &sluice__spsc_obj, &cfg, &err);
 	if (!ring)
 		return err;
 	memset(d, 0, sizeof(*d));
@@ -65,20 +105,26 @@ int sluice__spsc_describe(const struct sluice_region *r, const struct sluice_obj
 	d->tail = atomic_load_explicit(&ring->tail, memory_order_relaxed);
 	d->prod_ctl = atomic_load_explicit(&ring->prod.ctl, memory_order_relaxed);
 	d->cons_ctl = atomic_load_explicit(&ring->cons.ctl, memory_order_relaxed);
+	d->prod_wakes = atomic_load_explicit(&ring->prod.seq, memory_order_relaxed);
+	d->cons_wakes = atomic_load_explicit(&ring->cons.seq, memory_order_relaxed);
 	return 0;
+}
+
+uint64_t sluice__spsc_wakes(struct sluice_spsc *pq)
+{
+	struct sluice_spsc_ring *ring = sluice__spsc_of(pq)->ring;
+
+	return (uint64_t)atomic_load_explicit(&ring->prod.seq, memory_order_relaxed) +
+	       atomic_load_explicit(&ring->cons.seq, memory_order_relaxed);
 }
 
 int sluice__spsc_map(const struct sluice_region *r, const char *name,
 		     struct sluice__spsc_map *m)
 {
 	struct sluice_spsc_ring *ring, cfg;
-	struct sluice_obj_info oi;
 	int err;
 
-	err = sluice_region_find(r, name, &oi);
-	if (err)
-		return err;
-	ring = spsc_read(r, &oi, &cfg, &err);
+	ring = obj_find(r, name, &sluice__spsc_obj, &cfg, &err);
 	if (!ring)
 		return err;
 	m->ring = ring;
@@ -98,7 +144,7 @@ static int spsc_peers(const struct sluice_region *r, const struct sluice_obj_inf
 	uint32_t ctl;
 	int i, err;
 
-	ring = spsc_read(r, oi, &cfg, &err);
+	ring = obj_read(r, oi, &sluice__spsc_obj, &cfg, &err);
 	if (!ring)
 		return err;
 	for (i = 0; i < 2; i++) {
@@ -122,19 +168,6 @@ static int spsc_peers(const struct sluice_region *r, const struct sluice_obj_inf
 
 /* ---------------------------------------------------------------- channels */
 
-static struct sluice_chan_hdr *chan_read(const struct sluice_region *r,
-					 const struct sluice_obj_info *oi,
-					 struct sluice_chan_hdr *cfg, int *err)
-{
-	struct sluice_chan_hdr *h;
-
-	h = sluice__obj_at(r, oi, SLUICE_OBJ_CHAN, sizeof(*h), err);
-	if (!h)
-		return NULL;
-	*err = sluice__chan_config_read(h, oi->size, cfg);
-	return *err ? NULL : h;
-}
-
 int sluice__chan_describe(const struct sluice_region *r, const struct sluice_obj_info *oi,
 			  struct sluice__chan_desc *d)
 {
@@ -143,7 +176,7 @@ int sluice__chan_describe(const struct sluice_region *r, const struct sluice_obj
 	uint32_t ctl;
 	int err;
 
-	h = chan_read(r, oi, &cfg, &err);
+	h = obj_read(r, oi, &sluice__chan_obj, &cfg, &err);
 	if (!h)
 		return err;
 	memset(d, 0, sizeof(*d));
@@ -169,21 +202,12 @@ int sluice__chan_map(const struct sluice_region *r, const char *name,
 		     struct sluice__chan_map *m)
 {
 	struct sluice_chan_hdr *h, cfg;
-	struct sluice_obj_info oi;
 	int err;
 
-	err = sluice_region_find(r, name, &oi);
-	if (err)
-		return err;
-	h = chan_read(r, &oi, &cfg, &err);
+	h = obj_find(r, name, &sluice__chan_obj, &cfg, &err);
 	if (!h)
 		return err;
-	m->h = h;
-	m->index = (_Atomic uint64_t *)((unsigned char *)h + cfg.index_off);
-	m->readers = (struct sluice_chan_rent *)((unsigned char *)h + cfg.readers_off);
-	m->writers = (struct sluice_chan_went *)((unsigned char *)h + cfg.writers_off);
-	m->data = (unsigned char *)h + cfg.data_off;
-	m->cap = cfg.capacity;
+	sluice__chan_map_of(h, &cfg, m);
 	return 0;
 }
 
@@ -219,7 +243,7 @@ static int chan_peers(const struct sluice_region *r, const struct sluice_obj_inf
 	uint32_t i;
 	int err;
 
-	h = chan_read(r, oi, &cfg, &err);
+	h = obj_read(r, oi, &sluice__chan_obj, &cfg, &err);
 	if (!h)
 		return err;
 	wr = (struct sluice_chan_went *)((unsigned char *)h + cfg.writers_off);

@@ -23,6 +23,7 @@
 struct sluice_chan_hdr;
 struct sluice_chan_rent;
 struct sluice_chan_went;
+struct sluice_spsc;
 struct sluice_spsc_ring;
 struct sluice_region_hdr;
 
@@ -70,10 +71,18 @@ struct sluice__spsc_desc {
 	uint64_t tail;			/* the producer's last announcement: a lower bound */
 	uint32_t prod_ctl;		/* SLUICE_SPSC_* of each side */
 	uint32_t cons_ctl;
+	uint32_t prod_wakes;		/* each side's futex word: bumped per wake */
+	uint32_t cons_wakes;
 };
 
 int sluice__spsc_describe(const struct sluice_region *r, const struct sluice_obj_info *oi,
 			  struct sluice__spsc_desc *d);
+
+/*
+ * How often the sides of the ring of handle @q have been woken: the sum
+ * of their futex words, which each wake bumps (a benchmark's note).
+ */
+uint64_t sluice__spsc_wakes(struct sluice_spsc *q);
 
 struct sluice__chan_desc {
 	uint64_t capacity;
@@ -110,6 +119,9 @@ struct sluice__chan_map {
 
 int sluice__chan_map(const struct sluice_region *r, const char *name,
 		     struct sluice__chan_map *m);
+/* The same, from a checked configuration @cfg of the channel at @h. */
+void sluice__chan_map_of(struct sluice_chan_hdr *h, const struct sluice_chan_hdr *cfg,
+			 struct sluice__chan_map *m);
 
 struct sluice__spsc_map {
 	struct sluice_spsc_ring *ring;
@@ -129,21 +141,42 @@ uint64_t sluice__region_csum(const struct sluice_region_hdr *h);
 
 /* ---------------------------------------------------------------- owners */
 
-/*
- * An object of @type in @r, at least @min bytes, 64-byte aligned: its
- * memory, or NULL with the reason in @err (-EPROTO, -EBADMSG).
- */
-void *sluice__obj_at(const struct sluice_region *r, const struct sluice_obj_info *oi,
-		     uint32_t type, uint64_t min, int *err);
+/* How to read an object of one type; its owner's file defines it. */
+struct sluice__obj_kind {
+	uint32_t type;			/* SLUICE_OBJ_* */
+	uint64_t min;			/* its header's bytes */
+	uint64_t magic;			/* the first word, stored last at create */
+	size_t cfg_len;			/* its configuration's bytes, from the start */
+	int (*check)(const void *cfg, uint64_t size);	/* 0, -EPROTO, -EBADMSG */
+};
+
+extern const struct sluice__obj_kind sluice__chan_obj;
+extern const struct sluice__obj_kind sluice__spsc_obj;
 
 /*
- * Read an object's configuration once into @cfg and check it, as attach
- * does: the magic (acquire), then the copy.  0, -EAGAIN, -EPROTO or
- * -EBADMSG.
+ * The object @oi of @r as an object of kind @k, as attach reads it: its
+ * memory in @obj, its configuration read once into @cfg and checked.
+ * 0, -EAGAIN (its creator is not done), -EPROTO (not of that kind, or
+ * another ABI) or -EBADMSG.
  */
-int sluice__chan_config_read(const struct sluice_chan_hdr *h, uint64_t size,
-			     struct sluice_chan_hdr *cfg);
-int sluice__spsc_config_read(const struct sluice_spsc_ring *ring, uint64_t size,
-			     struct sluice_spsc_ring *cfg);
+int sluice__obj_config(const struct sluice_region *r, const struct sluice_obj_info *oi,
+		       const struct sluice__obj_kind *k, void *cfg, void **obj);
+
+/*
+ * Publish a new object's configuration, made privately in @cfg: copied
+ * out after the magic, then the magic stored last, so that an attacher
+ * that sees the magic sees the configuration.  The directory names the
+ * object already; until then an attach says -EAGAIN.
+ */
+void sluice__obj_publish(const struct sluice__obj_kind *k, void *obj, const void *cfg);
+
+/*
+ * Make object @name of kind @k, @size bytes, in @r, and publish its
+ * configuration @cfg (checksum and all): its memory in @obj.  0, or what
+ * sluice_region_alloc() says.
+ */
+int sluice__obj_create(struct sluice_region *r, const char *name,
+		       const struct sluice__obj_kind *k, const void *cfg, uint64_t size,
+		       void **obj);
 
 #endif /* SLUICE_INTROSPECT_H */

@@ -8,7 +8,10 @@
  *
  *   BPF    an entry in the eBPF program's "watched" map; the program
  *          deletes it when the process's last thread exits and posts the
- *          death to a ring buffer (see bpf/liveness.bpf.c).
+ *          death to a ring buffer.  The backend, lib/liveness_bpf.c, is
+ *          called through lib/liveness_bpf.h, and reports each death to
+ *          sluice__lv_exited().  A library built with BPF=0 has none, so
+ *          every monitor there uses pidfds.
  *   pidfd  a pidfd, readable once the process has exited.
  *
  * The monitor's thread sleeps in epoll_wait() on an eventfd (stop, and
@@ -37,9 +40,7 @@
  * maybe not) is asked about, and if /proc still calls it alive, the BPF
  * backend finishes that death with a pidfd (see lv_proc_finish()).
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -47,33 +48,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <linux/magic.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/file.h>
-#include <sys/mount.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
-
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
 
 #include <sluice/liveness.h>
 
 #include "internal.h"
-#include "liveness_internal.h"
-#include "liveness.skel.h"
+#include "liveness_bpf.h"
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open		434
 #endif
-#ifndef BPF_FS_MAGIC
-#define BPF_FS_MAGIC		0xcafe4a11
-#endif
-
-#define LV_BPF_FS		"/sys/fs/bpf"
-#define LV_PIN_ROOT		LV_BPF_FS "/sluice"
 
 /* epoll tags; pidfds are tagged with their process's serial, from here. */
 #define LV_TAG_CTL		0
@@ -257,16 +243,7 @@ struct sluice_liveness {
 	char why[128];
 	int epfd;
 	int evfd;
-	uint64_t ns_ino;		/* our pid namespace: /proc/self/ns/pid */
-
-	/* BPF backend. */
-	struct liveness_bpf *skel;
-	struct ring_buffer *rb;
-	int watched_fd;
-	uint64_t dropped_seen;		/* monitor thread only */
-	int pin_dirfd;			/* flock()ed while we live */
-	char pin_root[PATH_MAX];
-	char pin_dir[PATH_MAX];
+	struct sluice__lv_bpf *bpf;	/* the BPF backend, or NULL */
 
 	/* Under lock. */
 	struct lv_htab watches;
@@ -354,349 +331,20 @@ static bool lv_proc_is_ours(void)
 	return strtol(buf, NULL, 10) == getpid();
 }
 
-/*
- * /proc start times are shifted by the reader's time namespace boot
- * offset (timens_add_boottime_ns()); the BPF program adds the same, in
- * nanoseconds before it cuts to ticks, so the two agree exactly.  (The
- * file shows the namespace of our children, which is ours unless we
- * called unshare(CLONE_NEWTIME) and did not fork since.)
- */
-static int64_t lv_boot_offset_ns(void)
-{
-	char name[32];
-	long long s, ns;
-	int64_t off = 0;
-	FILE *f;
-
-	f = fopen("/proc/self/timens_offsets", "re");
-	if (!f)
-		return 0;
-	while (fscanf(f, "%31s %lld %lld", name, &s, &ns) == 3)
-		if (!strcmp(name, "boottime"))
-			off = (int64_t)s * 1000000000 + ns;
-	fclose(f);
-	return off;
-}
-
-/* ---------------------------------------------------------------- pins */
-
-/*
- * Each monitor pins its maps in <root>/<pid>-<n>/.  Who owns a directory
- * is told by locks, not by the pid in its name (an owner in another pid
- * namespace has a pid that means nothing, or someone else, here):
- *
- *   - the owner holds a POSIX read lock (fcntl F_SETLK) on it for as long
- *     as it lives.  Such locks belong to the process: the kernel drops
- *     them when it dies, and a child it forked (a server's worker) does
- *     not inherit them, so they last exactly as long as the monitor's
- *     process.  A directory nobody holds such a lock on is stale;
- *   - whoever sets a directory up or removes it holds flock() on it
- *     meanwhile, so a cleaner never removes one between its mkdir() and
- *     its owner's lock, and an owner notices (st_nlink == 0) if a
- *     cleaner removed it first.
- *
- * A process does not see its own POSIX locks as conflicts, and closing
- * any descriptor of a file drops its locks on it: so a process never
- * looks at its own directories, which it keeps in lv_pins, and all of
- * this runs under lv_pin_lock.
- */
-struct lv_pin {
-	struct lv_pin *next;
-	dev_t dev;
-	ino_t ino;
-	pid_t pid;		/* a forked child's copy is not its own */
-};
-
-static pthread_mutex_t lv_pin_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct lv_pin *lv_pins;
-static unsigned int lv_pin_seq;
-static pthread_once_t lv_pin_once = PTHREAD_ONCE_INIT;
-
-/* A fork() while another thread holds lv_pin_lock must not leave it held. */
-static void lv_pin_prepare(void)
-{
-	pthread_mutex_lock(&lv_pin_lock);
-}
-
-static void lv_pin_release(void)
-{
-	pthread_mutex_unlock(&lv_pin_lock);
-}
-
-static void lv_pin_atfork(void)
-{
-	pthread_atfork(lv_pin_prepare, lv_pin_release, lv_pin_release);
-}
-
-static bool lv_pin_ours(const struct stat *st)
-{
-	struct lv_pin *p;
-
-	for (p = lv_pins; p; p = p->next)
-		if (p->dev == st->st_dev && p->ino == st->st_ino && p->pid == getpid())
-			return true;
-	return false;
-}
-
-/* A stream over the directory open as @dirfd, which stays open; NULL on failure. */
-static DIR *lv_dir_stream(int dirfd)
-{
-	int fd = dup(dirfd);
-	DIR *d;
-
-	if (fd < 0)
-		return NULL;
-	d = fdopendir(fd);
-	if (!d)
-		close(fd);
-	return d;
-}
-
-/* Unpin everything in @name (open as @dirfd) and remove it.  flock() held. */
-static void lv_pin_rmdir(int rootfd, const char *name, int dirfd)
-{
-	struct dirent *de;
-	DIR *d;
-
-	d = lv_dir_stream(dirfd);
-	if (!d)
-		return;
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			unlinkat(dirfd, de->d_name, 0);
-	closedir(d);
-	unlinkat(rootfd, name, AT_REMOVEDIR);
-}
-
-/* Does a live process hold the owner's read lock on @fd? */
-static bool lv_pin_owned(int fd)
-{
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
-
-	/* Cannot tell: keep it. */
-	if (fcntl(fd, F_GETLK, &fl))
-		return true;
-	return fl.l_type != F_UNLCK;
-}
-
-static void lv_pin_clean_stale(int rootfd)
-{
-	struct dirent *de;
-	struct stat st;
-	int fd;
-	DIR *d;
-
-	d = lv_dir_stream(rootfd);
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		unsigned int n;
-		int pid;
-		char c;
-
-		/* Only names we make: the root may hold others' things. */
-		if (sscanf(de->d_name, "%d-%u%c", &pid, &n, &c) != 2)
-			continue;
-		if (fstatat(rootfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
-		    !S_ISDIR(st.st_mode) || lv_pin_ours(&st))
-			continue;
-		fd = openat(rootfd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		/* Held: its owner is setting it up, or another cleaner is here. */
-		if (!flock(fd, LOCK_EX | LOCK_NB)) {
-			if (!lv_pin_owned(fd))
-				lv_pin_rmdir(rootfd, de->d_name, fd);
-		}
-		close(fd);
-	}
-	closedir(d);
-}
-
-/*
- * Make our directory under the root (open as @rootfd), owned and locked.
- * Returns its descriptor, or -1 (we then pin nothing).
- */
-static int lv_pin_mkdir(struct sluice_liveness *m, int rootfd, struct lv_pin *pin)
-{
-	struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET };
-	struct stat st;
-	int tries, fd;
-
-	for (tries = 0; tries < 16; tries++) {
-		const char *name;
-
-		if ((size_t)snprintf(m->pin_dir, sizeof(m->pin_dir), "%s/%d-%u",
-				     m->pin_root, (int)getpid(), lv_pin_seq++) >=
-		    sizeof(m->pin_dir))
-			return -1;
-		name = strrchr(m->pin_dir, '/') + 1;
-		if (mkdirat(rootfd, name, 0755)) {
-			/* A leftover of a process that had our pid: next name. */
-			if (errno == EEXIST)
-				continue;
-			return -1;
-		}
-		fd = openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0)
-			return -1;
-		/* Blocks only while a cleaner looks at it. */
-		if (flock(fd, LOCK_EX) || fstat(fd, &st)) {
-			close(fd);
-			return -1;
-		}
-		if (!st.st_nlink) {
-			/* A cleaner took it between our mkdir and flock. */
-			close(fd);
-			continue;
-		}
-		if (fcntl(fd, F_SETLK, &fl)) {
-			lv_pin_rmdir(rootfd, name, fd);
-			close(fd);
-			return -1;
-		}
-		flock(fd, LOCK_UN);
-		pin->dev = st.st_dev;
-		pin->ino = st.st_ino;
-		pin->pid = getpid();
-		return fd;
-	}
-	return -1;
-}
-
-static bool lv_is_bpffs(const char *path)
-{
-	struct statfs sfs;
-
-	return !statfs(path, &sfs) && sfs.f_type == BPF_FS_MAGIC;
-}
-
-static void lv_pin_maps(struct sluice_liveness *m)
-{
-	struct { const char *name; struct bpf_map *map; } pins[] = {
-		{ "watched", m->skel->maps.watched },
-		{ "exits", m->skel->maps.exits },
-	};
-	char path[PATH_MAX + 16];
-	struct lv_pin *pin;
-	int rootfd, fd;
-	size_t i;
-
-	pthread_once(&lv_pin_once, lv_pin_atfork);
-	if (!strcmp(m->pin_root, LV_PIN_ROOT) && !lv_is_bpffs(LV_BPF_FS))
-		mount("bpf", LV_BPF_FS, "bpf", 0, "mode=0700");
-	pin = calloc(1, sizeof(*pin));
-	if (!pin)
-		return;
-
-	pthread_mutex_lock(&lv_pin_lock);
-	/*
-	 * The root goes when its last monitor does, maybe between our
-	 * mkdir and open: then make it again.
-	 */
-	rootfd = -1;
-	for (i = 0; i < 4 && rootfd < 0; i++) {
-		if (mkdir(m->pin_root, 0755) && errno != EEXIST)
-			break;
-		rootfd = open(m->pin_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	}
-	if (rootfd < 0)
-		goto out;
-	lv_pin_clean_stale(rootfd);
-	fd = lv_pin_mkdir(m, rootfd, pin);
-	close(rootfd);
-	if (fd < 0)
-		goto out;
-	m->pin_dirfd = fd;
-	pin->next = lv_pins;
-	lv_pins = pin;
-	pin = NULL;
-	for (i = 0; i < SLUICE_ARRAY_SIZE(pins); i++) {
-		snprintf(path, sizeof(path), "%s/%s", m->pin_dir, pins[i].name);
-		/* bpf_obj_pin(), not bpf_map__pin(): quiet, and we unpin ourselves. */
-		bpf_obj_pin(bpf_map__fd(pins[i].map), path);
-	}
-out:
-	pthread_mutex_unlock(&lv_pin_lock);
-	free(pin);
-}
-
-static void lv_unpin_maps(struct sluice_liveness *m)
-{
-	struct lv_pin **pp, *p;
-	struct stat st;
-	int rootfd;
-
-	if (m->pin_dirfd < 0)
-		return;
-	pthread_mutex_lock(&lv_pin_lock);
-	rootfd = open(m->pin_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd >= 0) {
-		flock(m->pin_dirfd, LOCK_EX);
-		lv_pin_rmdir(rootfd, strrchr(m->pin_dir, '/') + 1, m->pin_dirfd);
-		close(rootfd);
-	}
-	if (!fstat(m->pin_dirfd, &st)) {
-		for (pp = &lv_pins; (p = *pp); pp = &p->next) {
-			if (p->dev == st.st_dev && p->ino == st.st_ino) {
-				*pp = p->next;
-				free(p);
-				break;
-			}
-		}
-	}
-	/* Drops the owner's lock and the flock. */
-	close(m->pin_dirfd);
-	m->pin_dirfd = -1;
-	/* The last monitor out removes the root; others' dirs keep it. */
-	rmdir(m->pin_root);
-	pthread_mutex_unlock(&lv_pin_lock);
-}
-
 /* ---------------------------------------------------------------- backends */
 
-static struct sluice_lv_key lv_key(const struct sluice_liveness *m, pid_t pid)
-{
-	struct sluice_lv_key k;
-
-	memset(&k, 0, sizeof(k));
-	k.ns_ino = m->ns_ino;
-	k.pid = (uint32_t)pid;
-	return k;
-}
-
-/*
- * Remove the process's entry if it is still ours.  Called with the lock
- * held, so no insert races it; the program may delete it first, which is
- * fine.
- */
-static void lv_bpf_del(struct sluice_liveness *m, pid_t pid, uint64_t start)
-{
-	struct sluice_lv_key k = lv_key(m, pid);
-	struct sluice_lv_val v;
-
-	if (!bpf_map_lookup_elem(m->watched_fd, &k, &v) && v.start == start)
-		bpf_map_delete_elem(m->watched_fd, &k);
-}
-
-/*
- * The watch count bpftool shows.  BPF_EXIST: the program may have taken
- * the entry meanwhile, and it must not come back.
- */
+/* The watch count bpftool shows, while the program has the entry. */
 static void lv_bpf_count(struct sluice_liveness *m, struct lv_proc *p)
 {
-	struct sluice_lv_key k = lv_key(m, p->pid);
-	struct sluice_lv_val v = { .start = p->start, .watches = p->nwatch };
-
 	if (p->in_map)
-		bpf_map_update_elem(m->watched_fd, &k, &v, BPF_EXIST);
+		sluice__lv_bpf_count(m->bpf, p->pid, p->start, p->nwatch);
 }
 
 /* Undo what lv_backend_add() or lv_proc_finish() did. */
 static void lv_backend_del(struct sluice_liveness *m, struct lv_proc *p)
 {
 	if (p->in_map) {
-		lv_bpf_del(m, p->pid, p->start);
+		sluice__lv_bpf_del(m->bpf, p->pid, p->start);
 		p->in_map = false;
 	}
 	if (p->pidfd >= 0) {
@@ -764,23 +412,10 @@ static int lv_backend_add(struct sluice_liveness *m, struct lv_proc *p)
 	int err, alive, fd;
 
 	if (m->backend == SLUICE_LIVENESS_BPF) {
-		struct sluice_lv_key k = lv_key(m, p->pid);
-		struct sluice_lv_val v = { .start = p->start, .watches = 1 };
-
-		if (bpf_map_update_elem(m->watched_fd, &k, &v, BPF_NOEXIST)) {
-			err = -errno;
-			if (err != -EEXIST)
-				return err == -E2BIG ? -ENOSPC : err;
-			/*
-			 * An entry for the pid with another start time: a
-			 * watched process holds the pid, so ours is gone.
-			 * Never overwrite it: that process would go unseen.
-			 */
-			if (bpf_map_lookup_elem(m->watched_fd, &k, &v) ||
-			    v.start != p->start)
-				return 0;
-			/* Ours, left by a failed delete: take it back. */
-		}
+		/* 0: a watched process of another start time has the pid. */
+		err = sluice__lv_bpf_add(m->bpf, p->pid, p->start);
+		if (err <= 0)
+			return err;
 		p->in_map = true;
 		alive = lv_running(p->pid, p->start);
 		if (alive > 0)
@@ -865,23 +500,19 @@ void sluice__liveness_last(struct sluice_liveness *m, struct sluice__lv_times *t
 	pthread_mutex_unlock(&m->lock);
 }
 
-static int lv_on_event(void *ctx, void *data, size_t size)
+/*
+ * BPF: the program took the entry of (@pid, @start) when its last thread
+ * exited, and reported it.  Not found: it fired already, or was
+ * unwatched.  Not in the map: we saw it dying first and wait for it
+ * already.
+ */
+void sluice__lv_exited(struct sluice_liveness *m, pid_t pid, uint64_t start,
+		       uint64_t exit_ns)
 {
-	struct sluice_liveness *m = ctx;
-	struct sluice_lv_event ev;
 	struct lv_proc *p;
 
-	if (size < sizeof(ev))
-		return 0;
-	memcpy(&ev, data, sizeof(ev));
-	if (ev.ns_ino != m->ns_ino)
-		return 0;
 	pthread_mutex_lock(&m->lock);
-	/*
-	 * Not found: it fired already, or was unwatched.  Not in the map:
-	 * we saw it dying first and wait for it already.
-	 */
-	p = lv_proc_find(m, (pid_t)ev.pid, ev.start);
+	p = lv_proc_find(m, pid, start);
 	if (p && p->in_map) {
 		/*
 		 * The program deleted the entry: nothing of ours to remove.
@@ -891,48 +522,34 @@ static int lv_on_event(void *ctx, void *data, size_t size)
 		 */
 		p->in_map = false;
 		m->last = (struct sluice__lv_times){
-			.exit_ns = ev.ktime_ns,
+			.exit_ns = exit_ns,
 			.seen_ns = sluice__now_ns(CLOCK_MONOTONIC),
 		};
 		lv_proc_died(m, p);
 	}
 	pthread_mutex_unlock(&m->lock);
-	return 0;
 }
 
 /*
- * The ring buffer was full when the program reported a death: its entry
- * is gone from the map but no event came.  Find those processes by
+ * BPF: the program dropped reports (its ring buffer was full), so some
+ * entries are gone from its map with no event.  Find those processes by
  * looking up every entry we hold.  Rare, so a scan is fine.
  */
 static void lv_bpf_check_dropped(struct sluice_liveness *m)
 {
-	/*
-	 * The program bumps it with an atomic add; relaxed is enough since
-	 * all we learn is "look", and the map lookups below are syscalls
-	 * that see the program's deletes.
-	 */
-	uint64_t dropped = __atomic_load_n(&m->skel->bss->dropped, __ATOMIC_RELAXED);
 	size_t i;
 
-	if (dropped == m->dropped_seen)
+	if (!sluice__lv_bpf_dropped(m->bpf))
 		return;
-	m->dropped_seen = dropped;
-	/* Whatever the ring still holds first, so those take the quick path. */
-	ring_buffer__consume(m->rb);
-
 	pthread_mutex_lock(&m->lock);
 	for (i = 0; i <= m->procs.mask; i++) {
 		struct lv_hnode *n, *next;
 
 		for (n = m->procs.b[i]; n; n = next) {
 			struct lv_proc *p = lv_entry(n, struct lv_proc, node);
-			struct sluice_lv_key k = lv_key(m, p->pid);
-			struct sluice_lv_val v;
 
 			next = n->next;
-			if (!p->in_map || !bpf_map_lookup_elem(m->watched_fd, &k, &v) ||
-			    errno != ENOENT)
+			if (!p->in_map || sluice__lv_bpf_holds(m->bpf, p->pid))
 				continue;
 			p->in_map = false;
 			if (!lv_proc_finish(m, p))
@@ -966,7 +583,7 @@ static void *lv_thread(void *arg)
 					/* EAGAIN: another wakeup took it. */
 				}
 			} else if (tag == LV_TAG_RING) {
-				ring_buffer__consume(m->rb);
+				sluice__lv_bpf_consume(m->bpf);
 			} else {
 				pthread_mutex_lock(&m->lock);
 				h = lv_htab_first(&m->tags, tag);
@@ -1010,133 +627,6 @@ static void *lv_thread(void *arg)
 
 /* ---------------------------------------------------------------- create */
 
-/*
- * How deep our pid namespace is below the root: the NSpid line of
- * /proc/self/status has our pid in each, from the root's down to ours.
- */
-static int lv_pidns_level(void)
-{
-	char line[256];
-	int level = -1;
-	FILE *f;
-
-	f = fopen("/proc/self/status", "re");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		char *p, *end;
-
-		if (strncmp(line, "NSpid:", 6))
-			continue;
-		for (p = line + 6, level = -1;; p = end, level++) {
-			strtol(p, &end, 10);
-			if (end == p)
-				break;
-		}
-		break;
-	}
-	fclose(f);
-	/* No NSpid (before 4.1): no namespaces to speak of. */
-	return level < 0 ? 0 : level;
-}
-
-static int lv_bpf_start(struct sluice_liveness *m, const char *pin_root,
-			bool pin)
-{
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = LV_TAG_RING };
-	/* r0 = 0; exit */
-	const struct bpf_insn probe[] = {
-		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0 },
-		{ .code = BPF_JMP | BPF_EXIT },
-	};
-	const char *step;
-	struct stat st;
-	int err, fd;
-
-	step = "no pid namespace";
-	if (stat("/proc/self/ns/pid", &st)) {
-		err = -errno;
-		goto fail;
-	}
-	m->ns_ino = st.st_ino;
-	/* The program looks this many levels down from the root, no more. */
-	step = "pid namespace too deep";
-	err = lv_pidns_level();
-	if (err >= SLUICE_LV_LEVELS)
-		err = -EOPNOTSUPP;
-	if (err < 0)
-		goto fail;
-
-	/*
-	 * Are we let to at all?  Plain syscalls, so a caller without the
-	 * privilege falls back to pidfd without libbpf printing warnings:
-	 * a ring buffer, and a two-instruction program of a type that needs
-	 * what ours needs (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN).
-	 */
-	step = "map create";
-	fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, NULL, 0, 0, 4096, NULL);
-	if (fd < 0) {
-		err = -errno;
-		goto fail;
-	}
-	close(fd);
-	step = "load failed";
-	fd = bpf_prog_load(BPF_PROG_TYPE_RAW_TRACEPOINT, NULL, "GPL", probe,
-			   SLUICE_ARRAY_SIZE(probe), NULL);
-	if (fd < 0) {
-		err = -errno;
-		goto fail;
-	}
-	close(fd);
-
-	step = "open failed";
-	m->skel = liveness_bpf__open();
-	if (!m->skel) {
-		err = -errno;
-		goto fail;
-	}
-	m->skel->rodata->boot_off_ns = lv_boot_offset_ns();
-	step = "load failed";
-	err = liveness_bpf__load(m->skel);
-	if (err)
-		goto fail_destroy;
-	step = "attach failed";
-	err = liveness_bpf__attach(m->skel);
-	if (err)
-		goto fail_destroy;
-	m->watched_fd = bpf_map__fd(m->skel->maps.watched);
-
-	/* Polled directly in our epoll set; libbpf's own set is not used. */
-	step = "ring buffer";
-	m->rb = ring_buffer__new(bpf_map__fd(m->skel->maps.events), lv_on_event,
-				 m, NULL);
-	if (!m->rb) {
-		err = -errno;
-		goto fail_destroy;
-	}
-	if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, bpf_map__fd(m->skel->maps.events), &ev)) {
-		err = -errno;
-		goto fail_rb;
-	}
-
-	snprintf(m->pin_root, sizeof(m->pin_root), "%s", pin_root);
-	if (pin)
-		lv_pin_maps(m);
-	return 0;
-
-fail_rb:
-	ring_buffer__free(m->rb);
-	m->rb = NULL;
-fail_destroy:
-	liveness_bpf__destroy(m->skel);
-	m->skel = NULL;
-fail:
-	if (err >= 0)
-		err = -EINVAL;
-	snprintf(m->why, sizeof(m->why), "BPF: %s: %s", step, strerror(-err));
-	return err;
-}
-
 static int lv_pidfd_probe(void)
 {
 	int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
@@ -1152,7 +642,7 @@ static void lv_free(struct sluice_liveness *m)
 {
 	size_t i;
 
-	lv_unpin_maps(m);
+	sluice__lv_bpf_close(m->bpf);
 	for (i = 0; m->procs.b && i <= m->procs.mask; i++) {
 		struct lv_hnode *n, *next;
 
@@ -1178,11 +668,6 @@ static void lv_free(struct sluice_liveness *m)
 	free(m->watches.b);
 	free(m->procs.b);
 	free(m->tags.b);
-	if (m->rb)
-		ring_buffer__free(m->rb);
-	/* Detaches and unloads the program; its maps go with their last pin. */
-	if (m->skel)
-		liveness_bpf__destroy(m->skel);
 	if (m->evfd >= 0)
 		close(m->evfd);
 	if (m->epfd >= 0)
@@ -1202,15 +687,14 @@ int sluice_liveness_create(const struct sluice_liveness_opts *opts,
 	sigset_t all, old;
 	int err;
 
-	if (!out || !sluice__opts_valid(opts, sizeof(*opts)))
+	if (!out || !SLUICE_OPTS_VALID(opts, sluice_liveness_opts, pin_root))
 		return -EINVAL;
 	backend = SLUICE_OPT(opts, sluice_liveness_opts, backend, SLUICE_LIVENESS_AUTO);
 	flags = SLUICE_OPT(opts, sluice_liveness_opts, flags, 0);
 	pin_root = SLUICE_OPT(opts, sluice_liveness_opts, pin_root, NULL);
-	if (!pin_root)
-		pin_root = LV_PIN_ROOT;
+	/* NULL: the backend's default.  Room for "/<pid>-<n>/<map>" under it. */
 	if (backend > SLUICE_LIVENESS_PIDFD || (flags & ~SLUICE_LIVENESS_NO_PIN) ||
-	    !pin_root[0] || strlen(pin_root) >= PATH_MAX - 32)
+	    (pin_root && (!pin_root[0] || strlen(pin_root) >= PATH_MAX - 32)))
 		return -EINVAL;
 
 	m = calloc(1, sizeof(*m));
@@ -1219,8 +703,6 @@ int sluice_liveness_create(const struct sluice_liveness_opts *opts,
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->fired, NULL);
 	m->evfd = -1;
-	m->pin_dirfd = -1;
-	m->watched_fd = -1;
 	lv_list_init(&m->fireq);
 	m->next_id = 1;
 	m->next_tag = LV_TAG_FIRST_PROC;
@@ -1241,7 +723,9 @@ int sluice_liveness_create(const struct sluice_liveness_opts *opts,
 	}
 
 	if (backend != SLUICE_LIVENESS_PIDFD) {
-		err = lv_bpf_start(m, pin_root, !(flags & SLUICE_LIVENESS_NO_PIN));
+		err = sluice__lv_bpf_open(m, m->epfd, LV_TAG_RING, pin_root,
+					  !(flags & SLUICE_LIVENESS_NO_PIN),
+					  m->why, sizeof(m->why), &m->bpf);
 		if (!err) {
 			m->backend = SLUICE_LIVENESS_BPF;
 			/* why is for AUTO's fallback only. */
@@ -1250,7 +734,7 @@ int sluice_liveness_create(const struct sluice_liveness_opts *opts,
 			goto err_free;
 		}
 	}
-	if (!m->skel) {
+	if (!m->bpf) {
 		err = lv_pidfd_probe();
 		if (err)
 			goto err_free;

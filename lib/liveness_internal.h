@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * What the liveness monitor's eBPF program (bpf/liveness.bpf.c) and
- * lib/liveness.c share: the layouts of its maps and events.  Included by
- * both, so kernel-style fixed-size types only.
+ * What the liveness monitor's eBPF program (bpf/liveness.bpf.c) and its
+ * loader (lib/liveness_bpf.c) share: the layouts of its maps and events.
+ * Included by both, so kernel-style fixed-size types only.
  */
 #ifndef SLUICE_LIVENESS_INTERNAL_H
 #define SLUICE_LIVENESS_INTERNAL_H

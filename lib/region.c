@@ -471,7 +471,7 @@ static int create_args_init(struct create_args *a, const char *name, bool anon,
 {
 	int err;
 
-	if (!sluice__opts_valid(opts, sizeof(*opts)))
+	if (!SLUICE_OPTS_VALID(opts, sluice_region_opts, mode))
 		return -EINVAL;
 	err = sluice__name_check(name, SLUICE_REGION_NAME_MAX);
 	if (err)
@@ -499,30 +499,31 @@ static int create_args_init(struct create_args *a, const char *name, bool anon,
 	return 0;
 }
 
-int sluice_region_create(const char *name, size_t size,
-			 const struct sluice_region_opts *opts,
-			 struct sluice_region **out)
+/* A region by @name, or (@anon) without one, @name its label. */
+static int create(const char *name, bool anon, size_t size,
+		  const struct sluice_region_opts *opts, struct sluice_region **out)
 {
 	struct create_args a;
 	int err;
 
 	if (!out)
 		return -EINVAL;
-	err = create_args_init(&a, name, false, size, opts);
+	err = create_args_init(&a, name, anon, size, opts);
 	return err ? err : region_create(&a, out);
+}
+
+int sluice_region_create(const char *name, size_t size,
+			 const struct sluice_region_opts *opts,
+			 struct sluice_region **out)
+{
+	return create(name, false, size, opts, out);
 }
 
 int sluice_region_create_anon(const char *label, size_t size,
 			      const struct sluice_region_opts *opts,
 			      struct sluice_region **out)
 {
-	struct create_args a;
-	int err;
-
-	if (!out)
-		return -EINVAL;
-	err = create_args_init(&a, label ? label : "anon", true, size, opts);
-	return err ? err : region_create(&a, out);
+	return create(label ? label : "anon", true, size, opts, out);
 }
 
 /* ------------------------------------------------------------- opening */
@@ -718,7 +719,7 @@ int sluice_region_open(const char *name,
 	uint64_t deadline;
 	int fd, err;
 
-	if (!out || !sluice__opts_valid(opts, sizeof(*opts)))
+	if (!out || !SLUICE_OPTS_VALID(opts, sluice_region_open_opts, wait_ms))
 		return -EINVAL;
 	err = sluice__name_check(name, SLUICE_REGION_NAME_MAX);
 	if (err)
@@ -760,7 +761,7 @@ int sluice_region_open_fd(int fd, const struct sluice_region_open_opts *opts,
 {
 	int nfd;
 
-	if (!out || !sluice__opts_valid(opts, sizeof(*opts)))
+	if (!out || !SLUICE_OPTS_VALID(opts, sluice_region_open_opts, wait_ms))
 		return -EINVAL;
 	if (fcntl(fd, F_GETFD) < 0)
 		return -EBADF;
@@ -834,7 +835,7 @@ int sluice_region_recv(int sock, const struct sluice_region_open_opts *opts,
 	int fd, nfd;
 	ssize_t n;
 
-	if (!out || !sluice__opts_valid(opts, sizeof(*opts)))
+	if (!out || !SLUICE_OPTS_VALID(opts, sluice_region_open_opts, wait_ms))
 		return -EINVAL;
 	n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
 	if (n < 0)
@@ -1141,6 +1142,17 @@ static int dir_read(const struct sluice_region *r, struct dir_copy *d)
 	return 0;
 }
 
+/* The entry of @d named @name, or -1. */
+static int dir_index(const struct dir_copy *d, const char *name)
+{
+	unsigned int i;
+
+	for (i = 0; i < d->n; i++)
+		if (!strcmp(d->e[i].name, name))
+			return (int)i;
+	return -1;
+}
+
 static void obj_info_fill(struct sluice_obj_info *info,
 			  const struct sluice_obj_entry *e)
 {
@@ -1171,8 +1183,7 @@ int sluice_region_find(const struct sluice_region *r, const char *name,
 		       struct sluice_obj_info *info)
 {
 	struct dir_copy d;
-	unsigned int i;
-	int err;
+	int i, err;
 
 	if (!r || !info)
 		return -EINVAL;
@@ -1182,13 +1193,11 @@ int sluice_region_find(const struct sluice_region *r, const char *name,
 	err = dir_read(r, &d);
 	if (err)
 		return err;
-	for (i = 0; i < d.n; i++) {
-		if (!strcmp(d.e[i].name, name)) {
-			obj_info_fill(info, &d.e[i]);
-			return 0;
-		}
-	}
-	return -ENOENT;
+	i = dir_index(&d, name);
+	if (i < 0)
+		return -ENOENT;
+	obj_info_fill(info, &d.e[i]);
+	return 0;
 }
 
 /*
@@ -1270,7 +1279,6 @@ int sluice_region_alloc(struct sluice_region *r, const char *name,
 	struct sluice_obj_entry *e;
 	struct dir_copy d;
 	uint64_t start;
-	unsigned int i;
 	int err;
 
 	if (!r || !off || !type || !size)
@@ -1289,11 +1297,9 @@ int sluice_region_alloc(struct sluice_region *r, const char *name,
 	err = dir_read(r, &d);
 	if (err)
 		goto out_unlock;
-	for (i = 0; i < d.n; i++) {
-		if (!strcmp(d.e[i].name, name)) {
-			err = -EEXIST;
-			goto out_unlock;
-		}
+	if (dir_index(&d, name) >= 0) {
+		err = -EEXIST;
+		goto out_unlock;
 	}
 	if (d.n == SLUICE_REGION_OBJS_MAX) {
 		err = -ENOSPC;

@@ -11,7 +11,7 @@
  * | length, stored with release after the bytes.  The consumer polls the tag
  * of the next slot, the line it has to fetch anyway; it never polls an
  * index the producer writes on every packet, which would drag that line
- * back and forth once per packet (tried: 4x slower).  The producer caches
+ * back and forth once per packet (spsc.md says by how much).  The producer caches
  * head + count and reloads head only when that says full.  tail is not
  * stored on the data path at all, only announced: when the producer wakes
  * its peer (for the eventfd bridge, which follows it) and when it closes.
@@ -64,14 +64,19 @@
 #include "internal.h"
 #include "introspect.h"
 #include "spsc_internal.h"
+#include "spsc_layout.h"
 #include "testpoint.h"
 
-#define DEFAULT_TIMEOUT_NS	(5 * 1000000000ull)
-#define SPIN_MAX_NS		50000u
-#define SPIN_MIN_NS		1000u
 #define ARM_KEEP_NS		100000u	/* a sleep longer than this disarms */
 #define WATCH_RETRY_NS		(50 * 1000000ull)	/* no peer to watch: look again */
 #define LOCK_TRY_NS		(1000000ull)	/* past its deadline, a wait for the lock */
+
+/* How ring handles wait (wait.h says why each differs from a channel's). */
+static const struct sluice__wait_kind spsc_wait_kind = {
+	.spin_min_ns = 1000,
+	.yield_after_ns = UINT32_MAX,
+	.slip_max = SLUICE__SPSC_SLIP_MAX,
+};
 
 /* ------------------------------------------------------------- membarrier */
 
@@ -107,24 +112,18 @@ static void mb_global(void)
 
 /* ------------------------------------------------------------- layout */
 
-struct geometry {
-	uint32_t stride;
-	uint64_t tags_off;
-	uint64_t slots_off;
-	uint64_t size;
-};
-
 static uint64_t align64(uint64_t v)
 {
 	return (v + 63) & ~63ull;
 }
 
-static void geometry_of(uint32_t count, uint32_t slot_size, struct geometry *g)
+/* Lay out a ring of @c's slot count and size: its stride, offsets, size. */
+static void geometry_of(struct sluice_spsc_ring *c)
 {
-	g->stride = (uint32_t)align64(slot_size);
-	g->tags_off = align64(sizeof(struct sluice_spsc_ring));
-	g->slots_off = align64(g->tags_off + (uint64_t)count * sizeof(uint64_t));
-	g->size = g->slots_off + (uint64_t)count * g->stride;
+	c->stride = (uint32_t)align64(c->slot_size);
+	c->tags_off = align64(sizeof(struct sluice_spsc_ring));
+	c->slots_off = align64(c->tags_off + (uint64_t)c->slot_count * sizeof(uint64_t));
+	c->size = c->slots_off + (uint64_t)c->slot_count * c->stride;
 }
 
 static uint64_t config_csum(const struct sluice_spsc_ring *c)
@@ -146,9 +145,10 @@ static bool geometry_ok(uint32_t count, uint32_t slot_size)
  * Check a private copy of a ring's configuration against the object it
  * lives in.  Counts and sizes are bounded first, so no sum below overflows.
  */
-static int config_check(const struct sluice_spsc_ring *c, uint64_t obj_size)
+static int config_check(const void *cfg, uint64_t obj_size)
 {
-	struct geometry g;
+	const struct sluice_spsc_ring *c = cfg;
+	struct sluice_spsc_ring g;
 
 	if (c->abi != SLUICE_SPSC_ABI)
 		return -EPROTO;
@@ -156,7 +156,10 @@ static int config_check(const struct sluice_spsc_ring *c, uint64_t obj_size)
 		return -EBADMSG;
 	if (!geometry_ok(c->slot_count, c->slot_size))
 		return -EBADMSG;
-	geometry_of(c->slot_count, c->slot_size, &g);
+	/* Laid out again from its sizes, it must come out the same. */
+	g.slot_count = c->slot_count;
+	g.slot_size = c->slot_size;
+	geometry_of(&g);
 	if (c->stride != g.stride || c->tags_off != g.tags_off ||
 	    c->slots_off != g.slots_off || c->size != g.size ||
 	    c->size > obj_size)
@@ -169,23 +172,14 @@ uint64_t sluice__spsc_csum(const struct sluice_spsc_ring *cfg)
 	return config_csum(cfg);
 }
 
-int sluice__spsc_config_read(const struct sluice_spsc_ring *ring, uint64_t size,
-			     struct sluice_spsc_ring *cfg)
-{
-	uint64_t magic;
-
-	if (size < sizeof(*ring))
-		return -EPROTO;
-	/* Pairs with the release store of the magic that ends create. */
-	magic = atomic_load_explicit((_Atomic uint64_t *)&ring->magic, memory_order_acquire);
-	if (magic == 0)
-		return -EAGAIN;		/* its creator is still at it */
-	if (magic != SLUICE_SPSC_MAGIC)
-		return -EPROTO;
-	/* Read once, check the copy, use the copy. */
-	memcpy(cfg, ring, __builtin_offsetof(struct sluice_spsc_ring, tail));
-	return config_check(cfg, size);
-}
+/* How attach and introspection read a ring. */
+const struct sluice__obj_kind sluice__spsc_obj = {
+	.type = SLUICE_OBJ_SPSC,
+	.min = sizeof(struct sluice_spsc_ring),
+	.magic = SLUICE_SPSC_MAGIC,
+	.cfg_len = __builtin_offsetof(struct sluice_spsc_ring, tail),
+	.check = config_check,
+};
 
 /* ------------------------------------------------------------- attaching */
 
@@ -242,7 +236,6 @@ static void sides_make_sticky(struct sluice_spsc_ring *ring)
 	atomic_fetch_or_explicit(&ring->cons.ctl, bits, memory_order_seq_cst);
 }
 
-static void wake_side(struct sluice_spsc_side *s);
 
 /*
  * Mark the peer's side DEAD if it still names the process (@pid, @start)
@@ -253,7 +246,7 @@ static void wake_side(struct sluice_spsc_side *s);
  * not read its start time (0) names the pid alone.  Returns -ETIMEDOUT if
  * the lock was held past @deadline (0: the usual 2 s; nothing marked).
  */
-static int mark_dead(struct sluice_spsc *q, pid_t pid, uint64_t start,
+static int mark_dead(struct sluice__spsc *q, pid_t pid, uint64_t start,
 		     uint64_t deadline)
 {
 	uint64_t held;
@@ -278,14 +271,14 @@ static int mark_dead(struct sluice_spsc *q, pid_t pid, uint64_t start,
  */
 static void peer_died(pid_t pid, uint64_t start, void *arg)
 {
-	struct sluice_spsc *q = arg;
+	struct sluice__spsc *q = arg;
 
 	if (mark_dead(q, pid, start, 0)) {
 		atomic_store_explicit(&q->dead_start, start, memory_order_relaxed);
 		/* Release: whoever takes the pid sees the start. */
 		atomic_store_explicit(&q->dead_pid, pid, memory_order_release);
 	}
-	wake_side(q->self);
+	sluice__spsc_wake_side(q->self);
 }
 
 /*
@@ -293,7 +286,7 @@ static void peer_died(pid_t pid, uint64_t start, void *arg)
  * each sleep, as the peer may attach, or be replaced, later.  Returns
  * whether a watch is on.
  */
-static bool watch_peer(struct sluice_spsc *q)
+static bool watch_peer(struct sluice__spsc *q)
 {
 	uint32_t ctl = atomic_load_explicit(&q->peer->ctl, memory_order_acquire);
 	int32_t pid;
@@ -328,9 +321,9 @@ static inline bool tag_publishes(_Atomic uint64_t *t, uint64_t idx, uint64_t *ta
 }
 
 /* Is packet @idx published?  Its tag, if so, in @tag. */
-static bool published(const struct sluice_spsc *q, uint64_t idx, uint64_t *tag)
+bool sluice__spsc_published(const struct sluice__spsc *q, uint64_t idx, uint64_t *tag)
 {
-	return tag_publishes(sluice__spsc_tag(q, idx), idx, tag);
+	return tag_publishes(sluice__spsc_tag(&q->pub, idx), idx, tag);
 }
 
 /*
@@ -338,10 +331,10 @@ static bool published(const struct sluice_spsc *q, uint64_t idx, uint64_t *tag)
  * top): pairs with the acquire loads of tail in ev_news(), sluice_spsc_fd()
  * and handle_init().
  */
-static void announce(struct sluice_spsc *q)
+static void announce(struct sluice__spsc *q)
 {
-	if (q->role == SLUICE_SPSC_PRODUCER)
-		atomic_store_explicit(&q->ring->tail, q->pos, memory_order_release);
+	if (q->pub.role == SLUICE_SPSC_PRODUCER)
+		atomic_store_explicit(&q->ring->tail, q->pub.pos, memory_order_release);
 }
 
 static int handle_init(struct sluice_region *r, struct sluice_spsc_ring *ring,
@@ -350,35 +343,32 @@ static int handle_init(struct sluice_region *r, struct sluice_spsc_ring *ring,
 		       const struct sluice_spsc_opts *opts,
 		       struct sluice_spsc **out)
 {
-	struct sluice_spsc *q;
+	struct sluice__spsc *q;
 	uint64_t head, tail, tag;
-	uint32_t spin;
 	int err;
 
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
 	q->ring = ring;
-	q->role = role;
+	q->pub.role = role;
 	q->self = side_of(ring, role);
 	q->peer = side_of(ring, role == SLUICE_SPSC_PRODUCER ?
 			  SLUICE_SPSC_CONSUMER : SLUICE_SPSC_PRODUCER);
-	q->tags = (_Atomic uint64_t *)((unsigned char *)ring + cfg->tags_off);
-	q->slots = (unsigned char *)ring + cfg->slots_off;
+	q->pub.tags = (_Atomic uint64_t *)((unsigned char *)ring + cfg->tags_off);
+	q->pub.slots = (unsigned char *)ring + cfg->slots_off;
 	q->count = cfg->slot_count;
-	q->mask = cfg->slot_count - 1;
-	q->slot_size = cfg->slot_size;
-	q->stride = cfg->stride;
+	q->pub.mask = cfg->slot_count - 1;
+	q->pub.slot_size = cfg->slot_size;
+	q->pub.stride = cfg->stride;
 	q->region = r;
-	q->timeout_ns = SLUICE_OPT(opts, sluice_spsc_opts, timeout_ns, 0);
-	if (!q->timeout_ns)
-		q->timeout_ns = DEFAULT_TIMEOUT_NS;
-	q->cancel = SLUICE_OPT(opts, sluice_spsc_opts, cancel, NULL);
+	q->pub.head = &ring->head;
+	q->pub.peer_ctl = &q->peer->ctl;
+	sluice__wait_init(&q->w, &spsc_wait_kind,
+			  SLUICE_OPT(opts, sluice_spsc_opts, timeout_ns, 0),
+			  SLUICE_OPT(opts, sluice_spsc_opts, cancel, NULL),
+			  SLUICE_OPT(opts, sluice_spsc_opts, spin_ns, 0));
 	q->live = SLUICE_OPT(opts, sluice_spsc_opts, liveness, NULL);
-	spin = SLUICE_OPT(opts, sluice_spsc_opts, spin_ns, 0);
-	q->spin_fixed = spin != 0;
-	q->spin_max_ns = spin ? spin : SPIN_MAX_NS;
-	q->spin_ns = q->spin_max_ns;
 
 	if (!mb_register())
 		sides_make_sticky(ring);
@@ -408,16 +398,16 @@ static int handle_init(struct sluice_region *r, struct sluice_spsc_ring *ring,
 		 */
 		if ((int64_t)(tail - head) < 0)
 			tail = head;
-		while (tail - head < q->count && published(q, tail, &tag))
+		while (tail - head < q->count && sluice__spsc_published(q, tail, &tag))
 			tail++;
-		q->pos = tail;
-		q->limit = head + q->count;
+		q->pub.pos = tail;
+		q->pub.limit = head + q->count;
 	} else {
-		q->pos = head;
+		q->pub.pos = head;
 	}
 	if (q->live)
 		watch_peer(q);
-	*out = q;
+	*out = &q->pub;
 	return 0;
 
 err_release:
@@ -429,7 +419,7 @@ err_free:
 
 static bool opts_ok(const struct sluice_spsc_opts *opts)
 {
-	return sluice__opts_valid(opts, sizeof(*opts)) &&
+	return SLUICE_OPTS_VALID(opts, sluice_spsc_opts, liveness) &&
 	       !SLUICE_OPT(opts, sluice_spsc_opts, flags, 0);
 }
 
@@ -445,41 +435,20 @@ int sluice_spsc_create(struct sluice_region *r, const char *name,
 		       struct sluice_spsc **out)
 {
 	struct sluice_spsc_ring *ring, cfg;
-	struct geometry g;
-	uint64_t off;
 	int err;
 
 	if (!r || !out || !role_ok(role) || !opts_ok(opts) ||
 	    !geometry_ok(slot_count, slot_size))
 		return -EINVAL;
-	geometry_of(slot_count, slot_size, &g);
-	err = sluice_region_alloc(r, name, SLUICE_OBJ_SPSC, g.size, 64, &off);
-	if (err)
-		return err;
-	ring = sluice_region_at(r, off, g.size);
-
 	/* Made privately, copied out: our handle never reads shared config. */
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.abi = SLUICE_SPSC_ABI;
 	cfg.slot_count = slot_count;
 	cfg.slot_size = slot_size;
-	cfg.stride = g.stride;
-	cfg.tags_off = g.tags_off;
-	cfg.slots_off = g.slots_off;
-	cfg.size = g.size;
+	geometry_of(&cfg);
 	cfg.csum = config_csum(&cfg);
-	memcpy((char *)ring + __builtin_offsetof(struct sluice_spsc_ring, abi),
-	       (char *)&cfg + __builtin_offsetof(struct sluice_spsc_ring, abi),
-	       __builtin_offsetof(struct sluice_spsc_ring, tail) -
-	       __builtin_offsetof(struct sluice_spsc_ring, abi));
-	/*
-	 * The magic goes last: the directory already names the object, and
-	 * an attacher that sees the magic (acquire, in sluice_spsc_attach())
-	 * sees the configuration above.
-	 */
-	atomic_store_explicit((_Atomic uint64_t *)&ring->magic, SLUICE_SPSC_MAGIC,
-			      memory_order_release);
-	return handle_init(r, ring, &cfg, role, opts, out);
+	err = sluice__obj_create(r, name, &sluice__spsc_obj, &cfg, cfg.size, (void **)&ring);
+	return err ? err : handle_init(r, ring, &cfg, role, opts, out);
 }
 
 int sluice_spsc_attach(struct sluice_region *r, const char *name,
@@ -496,55 +465,49 @@ int sluice_spsc_attach(struct sluice_region *r, const char *name,
 	err = sluice_region_find(r, name, &obj);
 	if (err)
 		return err;
-	ring = sluice__obj_at(r, &obj, SLUICE_OBJ_SPSC, sizeof(*ring), &err);
-	if (!ring)
-		return err;
-	err = sluice__spsc_config_read(ring, obj.size, &cfg);
+	err = sluice__obj_config(r, &obj, &sluice__spsc_obj, &cfg, (void **)&ring);
 	if (err)
 		return err;
 	return handle_init(r, ring, &cfg, role, opts, out);
 }
 
-static void wake_side(struct sluice_spsc_side *s)
+void sluice__spsc_wake_side(struct sluice_spsc_side *s)
 {
 	sluice__futex_bump_wake(&s->seq);
 }
 
-static void ev_stop(struct sluice_spsc *q);
-
-void sluice_spsc_close(struct sluice_spsc *q)
+void sluice_spsc_close(struct sluice_spsc *pq)
 {
+	struct sluice__spsc *q = sluice__spsc_of(pq);
 	if (!q)
 		return;
 	/* First: once unwatch returns, peer_died() is not running on q. */
 	if (q->watch_pid)
 		sluice_liveness_unwatch(q->live, q->watch_id);
 	if (q->ev)
-		ev_stop(q);
+		sluice__spsc_fd_stop(q);
 	announce(q);	/* our last */
 	/*
 	 * Pairs with the acquire load of ctl in refill(): a peer that sees
 	 * CLOSED sees every packet we published before it.
 	 */
 	atomic_fetch_or_explicit(&q->self->ctl, SLUICE_SPSC_CLOSED, memory_order_seq_cst);
-	wake_side(q->peer);
+	sluice__spsc_wake_side(q->peer);
 	free(q);
 }
 
 /* ------------------------------------------------------------- slow path */
 
-static void disarm(struct sluice_spsc *q);
-struct ev_bridge;
-static void ev_drained(struct ev_bridge *ev);
+static void disarm(struct sluice__spsc *q);
 
 /*
  * A try_ call found nothing.  If a wait has just said ready, with no
  * progress since, the peer took back what the wait saw: the next wait is
  * the same call's, on the same clock (sluice_spsc_wait()).
  */
-static void deny_ready(struct sluice_spsc *q)
+static void deny_ready(struct sluice__spsc *q)
 {
-	if (q->ready_pos == q->pos + 1)
+	if (q->ready_pos == q->pub.pos + 1)
 		q->ready_denied = 1;
 }
 
@@ -552,12 +515,13 @@ static void deny_ready(struct sluice_spsc *q)
  * Look again at what the peer did.  Returns 0 when there is room
  * (producer) or a packet (consumer), else why not.
  */
-int sluice__spsc_refill(struct sluice_spsc *q)
+int sluice__spsc_refill(struct sluice_spsc *pq)
 {
+	struct sluice__spsc *q = sluice__spsc_of(pq);
 	uint64_t idx, tag;
 	uint32_t ctl;
 
-	if (q->held)
+	if (q->pub.held)
 		return -EBUSY;
 	/*
 	 * Peer state first: a producer publishes its last packets before
@@ -565,22 +529,22 @@ int sluice__spsc_refill(struct sluice_spsc *q)
 	 * loads below see them all.
 	 */
 	ctl = atomic_load_explicit(&q->peer->ctl, memory_order_acquire);
-	if (q->role == SLUICE_SPSC_PRODUCER) {
+	if (q->pub.role == SLUICE_SPSC_PRODUCER) {
 		if (ctl & (SLUICE_SPSC_CLOSED | SLUICE_SPSC_DEAD))
 			return -EPIPE;
 		/* Pairs with the consumer's release store of head. */
 		idx = atomic_load_explicit(&q->ring->head, memory_order_acquire);
-		if (q->pos - idx > q->count)
+		if (q->pub.pos - idx > q->count)
 			return -EBADMSG;
 		/*
 		 * head only grows.  Behind what we saw before, it would take
 		 * back room a wait has already reported: the call it woke
 		 * would find none, and the two must agree.
 		 */
-		if (idx + q->count < q->limit)
+		if (idx + q->count < q->pub.limit)
 			return -EBADMSG;
-		q->limit = idx + q->count;
-		if (q->limit == q->pos) {
+		q->pub.limit = idx + q->count;
+		if (q->pub.limit == q->pub.pos) {
 			deny_ready(q);
 			return -EAGAIN;
 		}
@@ -588,27 +552,28 @@ int sluice__spsc_refill(struct sluice_spsc *q)
 		disarm(q);
 		return 0;
 	}
-	if (published(q, q->pos, &tag))
+	if (sluice__spsc_published(q, q->pub.pos, &tag))
 		return 0;
 	if (ctl & (SLUICE_SPSC_CLOSED | SLUICE_SPSC_DEAD))
 		return -EPIPE;
 	if (q->ev)
-		ev_drained(q->ev);	/* drained: the bridge may signal again */
+		sluice__spsc_fd_drained(q->ev);	/* drained: the bridge may signal again */
 	deny_ready(q);
 	return -EAGAIN;
 }
 
 /* The peer armed itself: Dekker's side of the waker (see the top). */
-void sluice__spsc_wake(struct sluice_spsc *q)
+void sluice__spsc_wake(struct sluice_spsc *pq)
 {
+	struct sluice__spsc *q = sluice__spsc_of(pq);
 	announce(q);	/* the eventfd bridge's index in the Dekker protocol */
 	/* Orders our index store (tag, tail or head) before the load of waiting. */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&q->peer->waiting, memory_order_relaxed))
-		wake_side(q->peer);
+		sluice__spsc_wake_side(q->peer);
 }
 
-static void arm(struct sluice_spsc *q)
+void sluice__spsc_arm(struct sluice__spsc *q)
 {
 	uint32_t ctl = atomic_load_explicit(&q->self->ctl, memory_order_relaxed);
 
@@ -619,7 +584,7 @@ static void arm(struct sluice_spsc *q)
 	mb_global();
 }
 
-static void disarm(struct sluice_spsc *q)
+static void disarm(struct sluice__spsc *q)
 {
 	uint32_t ctl = atomic_load_explicit(&q->self->ctl, memory_order_relaxed);
 
@@ -633,76 +598,32 @@ static void disarm(struct sluice_spsc *q)
 		;
 }
 
-/* Spin budget: grow toward what waits take, shrink when sleeping anyway. */
-static void spin_adapt(struct sluice_spsc *q, uint64_t took_ns, bool spun)
-{
-	uint64_t next;
-
-	if (q->spin_fixed)
-		return;
-	if (spun)
-		next = took_ns * 2 > SPIN_MIN_NS ? took_ns * 2 : SPIN_MIN_NS;
-	else if (took_ns < q->spin_max_ns)
-		next = took_ns * 2;	/* a short sleep: spinning was cheaper */
-	else
-		next = q->spin_ns / 2 > SPIN_MIN_NS ? q->spin_ns / 2 : SPIN_MIN_NS;
-	q->spin_ns = (uint32_t)(next < q->spin_max_ns ? next : q->spin_max_ns);
-}
-
 /*
  * What is ready now: packets (consumer) or free slots (producer).  A
  * consumer looks at two tags at most: the producer stores tags in order,
  * each with release, so a later one published means every earlier one is.
  */
-static enum sluice__slip_found found_now(struct sluice_spsc *q)
+static enum sluice__slip_found found_now(struct sluice__spsc *q)
 {
 	uint32_t far = q->count / 2 > 2 ? q->count / 2 : 2;
 	uint64_t tag;
 
-	if (q->role == SLUICE_SPSC_PRODUCER)
-		return q->limit - q->pos >= far ? SLUICE__SLIP_FAR :
-		       q->limit - q->pos >= 2 ? SLUICE__SLIP_BURST : SLUICE__SLIP_LONE;
-	if (published(q, q->pos + far - 1, &tag))
+	if (q->pub.role == SLUICE_SPSC_PRODUCER)
+		return q->pub.limit - q->pub.pos >= far ? SLUICE__SLIP_FAR :
+		       q->pub.limit - q->pub.pos >= 2 ? SLUICE__SLIP_BURST : SLUICE__SLIP_LONE;
+	if (sluice__spsc_published(q, q->pub.pos + far - 1, &tag))
 		return SLUICE__SLIP_FAR;
-	return published(q, q->pos + 1, &tag) ? SLUICE__SLIP_BURST : SLUICE__SLIP_LONE;
+	return sluice__spsc_published(q, q->pub.pos + 1, &tag) ? SLUICE__SLIP_BURST : SLUICE__SLIP_LONE;
 }
 
-static void slip_adapt(struct sluice_spsc *q, unsigned int polls)
+static void slip_adapt(struct sluice__spsc *q, unsigned int polls)
 {
-	q->slip = sluice__slip_next(q->slip, polls,
-				    polls <= 2 ? found_now(q) : SLUICE__SLIP_LONE,
-				    SLUICE__SPSC_SLIP_MAX);
+	q->w.slip = sluice__slip_next(q->w.slip, polls,
+				      polls <= 2 ? found_now(q) : SLUICE__SLIP_LONE,
+				      q->w.kind->slip_max);
 }
 
-/*
- * A blocking call's clock: every wait of one call (a batch may wait many
- * times) runs to one deadline.  Reading the clock costs tens of
- * nanoseconds in a VM, as much as a whole packet, so a call reads it only
- * once a wait has lasted a few dozen polls, or when it has to wait a
- * second time; a short wait (the common case on a busy ring) never does.
- */
-struct wait_clock {
-	uint64_t start;			/* 0 until first read */
-	uint64_t deadline;
-	unsigned int passes;		/* waits of this call so far */
-};
 
-#define CLOCK_EVERY	64u	/* polls between clock reads */
-#define POLL_NS		32u	/* about one poll and pause, for untimed waits */
-
-/* The time now; the first read of a call starts its clock. */
-static uint64_t clock_read(const struct sluice_spsc *q, struct wait_clock *c)
-{
-	uint64_t now = sluice__now_ns(CLOCK_MONOTONIC);
-
-	if (!c->start) {
-		c->start = now;
-		/* Saturate: a timeout too large to add means no deadline at all. */
-		c->deadline = q->timeout_ns > UINT64_MAX - now ? UINT64_MAX :
-			      now + q->timeout_ns;
-	}
-	return now;
-}
 
 /*
  * Has the process @pid, started at @start, gone?  Only a definite answer
@@ -730,7 +651,7 @@ static bool holder_gone(pid_t pid, uint64_t start)
  * microseconds; held longer (by a peer, say), we give up after
  * LOCK_TRY_NS and it stays a timeout.  Never 0 nor -EAGAIN.
  */
-static int deadline_passed(struct sluice_spsc *q)
+static int deadline_passed(struct sluice__spsc *q)
 {
 	uint32_t ctl = atomic_load_explicit(&q->peer->ctl, memory_order_acquire);
 	uint64_t start;
@@ -747,225 +668,160 @@ static int deadline_passed(struct sluice_spsc *q)
 			(void)mark_dead(q, pid, start, sluice__now_ns(CLOCK_MONOTONIC) +
 						      LOCK_TRY_NS);
 	}
-	err = sluice__spsc_refill(q);
+	err = sluice__spsc_refill(&q->pub);
 	return err && err != -EAGAIN ? err : -ETIMEDOUT;
 }
 
+/* The readiness test of a wait: refill() says what a try_ call would. */
+static int spsc_ready(void *arg)
+{
+	struct sluice__spsc *q = arg;
+
+	/* Fetch the slot's bytes while waiting for its tag. */
+	if (q->pub.role == SLUICE_SPSC_CONSUMER)
+		__builtin_prefetch(sluice__spsc_data(&q->pub, q->pub.pos), 0, 3);
+	return sluice__spsc_refill(&q->pub);
+}
+
+static int spsc_expired(void *arg)
+{
+	return deadline_passed(arg);
+}
+
+/* Arming makes the peer fence and look at waiting: see the top. */
+static void spsc_sleep_begin(void *arg)
+{
+	sluice__spsc_arm(arg);
+}
+
 /*
- * Spin for the budget.  Returns 0 (ready, with how long it took in
- * @took_ns), -EAGAIN (budget spent: sleep), or an error.  @began: when
- * this wait first read the clock, 0 until it does.
+ * Stay armed across short sleeps (a blocking ping-pong would pay a
+ * membarrier per message); after a long one, re-arming is noise, and
+ * staying armed would cost the peer a fence per packet.
  */
-static int spin_wait(struct sluice_spsc *q, struct wait_clock *c,
-		     uint64_t *began, uint64_t *took_ns)
+static void spsc_sleep_end(void *arg, uint64_t ns)
 {
-	uint64_t budget = q->spin_ns, now;
-	/* A budget shorter than CLOCK_EVERY polls: check it on every poll. */
-	unsigned int every = budget < CLOCK_EVERY * POLL_NS ? 1 : CLOCK_EVERY;
-	unsigned int i;
-	int err;
-
-	for (i = 0; i < q->slip; i++)
-		sluice__cpu_relax();
-	for (i = 1;; i++) {
-		/* Fetch the slot's bytes while waiting for its tag. */
-		if (q->role == SLUICE_SPSC_CONSUMER)
-			__builtin_prefetch(sluice__spsc_data(q, q->pos), 0, 3);
-		err = sluice__spsc_refill(q);
-		if (err != -EAGAIN) {
-			if (!err) {
-				slip_adapt(q, i);
-				*took_ns = *began ? sluice__now_ns(CLOCK_MONOTONIC) - *began :
-					   (uint64_t)i * POLL_NS;
-			}
-			return err;
-		}
-		sluice__cpu_relax();
-		if (i % every)
-			continue;
-		err = sluice_cancel_reason(q->cancel);
-		if (err)
-			return err;
-		now = clock_read(q, c);
-		if (!*began)
-			*began = now;	/* the wait began a few polls ago */
-		if (now >= c->deadline)
-			return deadline_passed(q);
-		if (q->spin_max_ns != UINT32_MAX && now - *began >= budget)
-			return -EAGAIN;
-	}
-}
-
-static int sleep_wait(struct sluice_spsc *q, uint64_t deadline)
-{
-	uint64_t start = sluice__now_ns(CLOCK_MONOTONIC), wake_at, now;
-	int32_t pid;
-	struct sluice__waiter w;
-	uint32_t seq;
-	int err;
-
-	arm(q);
-	err = sluice__cancel_arm(q->cancel, &w, &q->self->seq);
-	if (err)
-		goto out_disarm;
-	atomic_fetch_add_explicit(&q->self->waiting, 1, memory_order_seq_cst);
-	for (;;) {
-		/* Read seq before the re-check: a wake after it changes seq. */
-		seq = atomic_load_explicit(&q->self->seq, memory_order_acquire);
-		/* Orders waiting++ before the index load in refill (Dekker). */
-		atomic_thread_fence(memory_order_seq_cst);
-		err = sluice__spsc_refill(q);
-		if (err != -EAGAIN)
-			break;
-		err = sluice_cancel_reason(q->cancel);
-		if (err)
-			break;
-		/*
-		 * With a monitor, watch the peer before sleeping; while
-		 * there is none to watch yet (not attached), wake now and
-		 * then to look again, as one that attaches and dies would
-		 * otherwise go unseen until the deadline.
-		 */
-		wake_at = deadline;
-		/* A death the monitor could not mark: mark it, then look. */
-		if (q->live && atomic_load_explicit(&q->dead_pid, memory_order_relaxed)) {
-			pid = atomic_exchange_explicit(&q->dead_pid, 0, memory_order_acquire);
-			if (!pid || !mark_dead(q, pid, atomic_load_explicit(&q->dead_start,
-									    memory_order_relaxed),
-					       deadline))
-				continue;	/* marked: refill() sees it */
-			/* Still held: try again after a sleep, deadline and all. */
-			atomic_store_explicit(&q->dead_pid, pid, memory_order_release);
-		}
-		if (q->live && !watch_peer(q)) {
-			now = sluice__now_ns(CLOCK_MONOTONIC);
-			if (now + WATCH_RETRY_NS < wake_at)
-				wake_at = now + WATCH_RETRY_NS;
-		}
-		/*
-		 * Check the clock ourselves too: a peer that keeps bumping
-		 * seq would otherwise keep us past the deadline for ever.
-		 */
-		sluice__futex_wait(&q->self->seq, seq, wake_at == UINT64_MAX ? 0 : wake_at);
-		if (sluice__now_ns(CLOCK_MONOTONIC) >= deadline) {
-			err = deadline_passed(q);
-			break;
-		}
-	}
-	atomic_fetch_sub_explicit(&q->self->waiting, 1, memory_order_relaxed);
-	/*
-	 * Stay armed across short sleeps (a blocking ping-pong would pay a
-	 * membarrier per message); after a long one, re-arming is noise,
-	 * and staying armed would cost the peer a fence per packet.
-	 */
-	if (sluice__now_ns(CLOCK_MONOTONIC) - start > ARM_KEEP_NS)
-		disarm(q);
-out_disarm:
-	sluice__cancel_disarm(q->cancel, &w);
-	return err;
+	if (ns > ARM_KEEP_NS)
+		disarm(arg);
 }
 
 /*
- * One wait of a blocking call, on the call's clock @c: until the next try_
- * call would not say -EAGAIN, the deadline, the token, or an error.
+ * A sleeper's look around: a death the monitor could not mark (the lock
+ * was busy) is marked now; with a monitor, the peer is watched before we
+ * sleep, and while there is none to watch yet (not attached) we wake now
+ * and then to look again, as one that attaches and dies would otherwise
+ * go unseen until the deadline.
+ */
+static bool spsc_tick(void *arg, struct sluice__wait_call *c, uint64_t now,
+		      uint64_t *wake_at)
+{
+	struct sluice__spsc *q = arg;
+	int32_t pid;
+
+	if (!q->live)
+		return false;
+	if (atomic_load_explicit(&q->dead_pid, memory_order_relaxed)) {
+		pid = atomic_exchange_explicit(&q->dead_pid, 0, memory_order_acquire);
+		if (!pid || !mark_dead(q, pid, atomic_load_explicit(&q->dead_start,
+								    memory_order_relaxed),
+				       c->deadline))
+			return true;	/* marked: refill() sees it */
+		/* Still held: try again after a sleep, deadline and all. */
+		atomic_store_explicit(&q->dead_pid, pid, memory_order_release);
+	}
+	if (!watch_peer(q) && now + WATCH_RETRY_NS < *wake_at)
+		*wake_at = now + WATCH_RETRY_NS;
+	return false;
+}
+
+static const struct sluice__wait_ops spsc_wait = {
+	.ready = spsc_ready,
+	.expired = spsc_expired,
+	.sleep_begin = spsc_sleep_begin,
+	.sleep_end = spsc_sleep_end,
+	.tick = spsc_tick,
+};
+
+/*
+ * One wait of a blocking call @c: until the next try_ call would not say
+ * -EAGAIN, the deadline, the token, or an error.
  *
  * The readiness test (refill()) and the try_ calls agree while the peer
  * behaves: what refill() saw (a tag, room below head) stays until this
  * side acts, so a call told "ready" makes progress or fails.  Room stays
  * even against a hostile consumer (head moving back is -EBADMSG), but a
- * hostile producer can take a tag back in between, and a pass that finds
- * the ring ready at its first look reads no clock; so every pass after a
- * call's first checks the token and the deadline before it looks at the
- * ring, and such a peer can hold a call no longer than either.
+ * hostile producer can take a tag back in between; the engine checks the
+ * token and the deadline on every pass after a call's first, so such a
+ * peer can hold a call no longer than either.
  */
-static int wait_pass(struct sluice_spsc *q, struct wait_clock *c)
+static int wait_pass(struct sluice__spsc *q, struct sluice__wait_call *c)
 {
-	uint64_t began = 0, took = 0;
 	int err;
 
 	sluice__tp(SLUICE__TP_SPSC_WAIT, q);
-	if (c->passes++) {
-		err = sluice_cancel_reason(q->cancel);
-		if (err)
-			goto out;
-		if (clock_read(q, c) >= c->deadline) {
-			err = deadline_passed(q);
-			goto out;
-		}
-	}
-	err = sluice__spsc_refill(q);
-	if (err != -EAGAIN)
-		goto out;
-	err = sluice_cancel_reason(q->cancel);
+	err = sluice__wait(&q->w, c, &spsc_wait, q, &q->self->seq, &q->self->waiting);
 	if (err)
-		goto out;
-
-	if (q->spin_ns) {
-		err = spin_wait(q, c, &began, &took);
-		if (err != -EAGAIN) {
-			if (!err) {
-				spin_adapt(q, took, true);
-				disarm(q);
-			}
-			goto out;
-		}
+		return err;
+	/* Ended while spinning: the ring is busy, a fence per op is waste. */
+	if (q->w.polls != UINT_MAX) {
+		slip_adapt(q, q->w.polls);
+		disarm(q);
 	}
-	if (!began)
-		began = clock_read(q, c);
-	err = sleep_wait(q, c->deadline);
-	if (!err)
-		spin_adapt(q, sluice__now_ns(CLOCK_MONOTONIC) - began, false);
-out:
-	if (!err)
-		sluice__tp(SLUICE__TP_SPSC_READY, q);
-	return err;
+	sluice__tp(SLUICE__TP_SPSC_READY, q);
+	return 0;
 }
 
 /*
- * A wait of its own, on a clock of its own, unless the last wait said
+ * A wait of its own, as a call of its own, unless the last wait said
  * ready and the try_ call after it found nothing (deny_ready()), which
  * only a hostile peer can make happen: then this wait is that call's next
  * pass, and carries on with its clock.  So a loop of try_ calls and waits,
  * as the inline send and recv are, runs to one deadline.
  */
-int sluice_spsc_wait(struct sluice_spsc *q)
+int sluice_spsc_wait(struct sluice_spsc *pq)
 {
-	struct wait_clock c = { 0 };
+	struct sluice__spsc *q = sluice__spsc_of(pq);
+	struct sluice__wait_call c = { 0 };
 	int err;
 
 	if (!q)
 		return -EINVAL;
-	if (q->ready_denied && q->ready_pos == q->pos + 1)
-		c = (struct wait_clock){ q->ready_start, q->ready_deadline, 1 };
+	if (q->ready_denied && q->ready_pos == q->pub.pos + 1)
+		c = q->ready_call;
 	q->ready_pos = 0;
-	q->ready_denied = 0;
+	q->ready_denied = false;
 	err = wait_pass(q, &c);
 	if (!err) {
-		q->ready_pos = q->pos + 1;
-		q->ready_start = c.start;
-		q->ready_deadline = c.deadline;
+		q->ready_pos = q->pub.pos + 1;
+		q->ready_call = c;
 	}
 	return err;
 }
 
-void sluice_spsc_set_timeout(struct sluice_spsc *q, uint64_t timeout_ns)
+void sluice_spsc_set_timeout(struct sluice_spsc *pq, uint64_t timeout_ns)
 {
-	q->timeout_ns = timeout_ns ? timeout_ns : DEFAULT_TIMEOUT_NS;
+	struct sluice__spsc *q = sluice__spsc_of(pq);
+
+	q->w.timeout_ns = timeout_ns ? timeout_ns : SLUICE__WAIT_TIMEOUT_NS;
 }
 
-void sluice_spsc_set_cancel(struct sluice_spsc *q, struct sluice_cancel *c)
+void sluice_spsc_set_cancel(struct sluice_spsc *pq, struct sluice_cancel *c)
 {
-	q->cancel = c;
+	struct sluice__spsc *q = sluice__spsc_of(pq);
+
+	q->w.cancel = c;
 }
 
-uint32_t sluice_spsc_slot_count(const struct sluice_spsc *q)
+uint32_t sluice_spsc_slot_count(const struct sluice_spsc *pq)
 {
+	const struct sluice__spsc *q = (const struct sluice__spsc *)pq;
 	return q->count;
 }
 
-uint32_t sluice_spsc_slot_size(const struct sluice_spsc *q)
+uint32_t sluice_spsc_slot_size(const struct sluice_spsc *pq)
 {
-	return q->slot_size;
+	const struct sluice__spsc *q = (const struct sluice__spsc *)pq;
+	return q->pub.slot_size;
 }
 
 /* ------------------------------------------------------------- batches */
@@ -973,48 +829,26 @@ uint32_t sluice_spsc_slot_size(const struct sluice_spsc *q)
 /*
  * Where cache lines travel slowly between the two cores, batches are
  * bound by the producer's stores (where the CPU runs slow, by
- * instructions: see struct view; Documentation/spsc.md has the host's
- * states, and one not yet understood).  Each slot's line is still in
- * the consumer's cache from the last lap, so every store waits for the
- * line's ownership, and the store buffer fills.  Three things keep more
+ * instructions: see struct view; spsc.md's "Where a batch's time goes"
+ * has the host's states and the measurements).  Each slot's line is
+ * still in the consumer's cache from the last lap, so every store waits
+ * for the line's ownership, and the store buffer fills.  What keeps more
  * lines in flight:
  *
- * - 16-byte moves, half the store-buffer entries of 8-byte words per line
- *   (the forwarding stall that makes the inline path use words matters
- *   less here, as a batch's buffers were written a while ago);
- * - prefetching a few slots ahead inside the copy loops (on both sides,
- *   in interleaved runs at 32 per call: 100 -> 158 Mpps median);
+ * - wide moves (sluice__copy(), SLUICE__COPY_SETTLED): half the
+ *   store-buffer entries of 8-byte words per line;
+ * - the consumer prefetching a few slots ahead inside its copy loop;
  * - own_ahead(): after a batch, the producer asks to own the lines of the
  *   free slots the next batch will fill, so that ownership crosses over
- *   while the caller prepares that batch, not while its stores wait
- *   (paired runs at 32 per call: 0.94x -> 1.23x rte_ring's throughput).
- *   There the prefetch must be one for writing, sluice__prefetch_own(): a
- *   plain one brings the line over shared, and the store must then ask
- *   for it again (1.09x instead of 1.18x, paired runs).
+ *   while the caller prepares that batch, not while its stores wait.  The
+ *   prefetch must be one for writing, sluice__prefetch_own(): a plain one
+ *   brings the line over shared, and the store must then ask again.
  *
- * Once own_ahead() came, the producer's prefetches inside its copy loop
- * did harm, each a plain read request for a line own_ahead() had asked
- * for already, to write; why that costs so much is not known.  Without
- * them, paired runs at 32 per call: 214 -> 238 Mpps, 1.21x -> 1.37x
- * rte_ring; at 128 slots 0.74x -> 0.92x.  Only the consumer's remain.
+ * The producer's copy loop prefetches nothing: a read request for a line
+ * own_ahead() has asked to own only asks again, and costs.
  */
 #define BATCH_PREFETCH	4	/* slots ahead, the consumer's */
 #define OWN_AHEAD_MAX	64	/* slots */
-
-static inline void copy_wide(void *dst, const void *src, size_t n)
-{
-	unsigned char *d = dst;
-	const unsigned char *s = src;
-
-	if (n == 64) {
-		memcpy(d, s, 64);	/* a full line, the common case: no offsets */
-	} else if (n >= 32 && n < 64) {
-		memcpy(d, s, 32);
-		memcpy(d + n - 32, s + n - 32, 32);
-	} else {
-		sluice__spsc_copy(dst, src, n);
-	}
-}
 
 /*
  * The ring's geometry and our index, copied into locals for the batch
@@ -1032,11 +866,11 @@ struct view {
 	uint32_t first;		/* pos's slot */
 };
 
-static inline struct view view_of(const struct sluice_spsc *q)
+static inline struct view view_of(const struct sluice__spsc *q)
 {
 	return (struct view){
-		q->slots, q->tags, q->pos, q->mask, q->stride, q->slot_size,
-		(uint32_t)q->pos & q->mask,
+		q->pub.slots, q->pub.tags, q->pub.pos, q->pub.mask, q->pub.stride, q->pub.slot_size,
+		(uint32_t)q->pub.pos & q->pub.mask,
 	};
 }
 
@@ -1055,17 +889,17 @@ static inline uint32_t view_run(const struct view *v, uint32_t n)
 }
 
 /* Room for up to @n packets now (producer). */
-static int room(struct sluice_spsc *q, unsigned int n, uint32_t *k)
+static int room(struct sluice__spsc *q, unsigned int n, uint32_t *k)
 {
-	uint64_t have = q->limit - q->pos;
+	uint64_t have = q->pub.limit - q->pub.pos;
 	int err;
 
 	if (have < n || (atomic_load_explicit(&q->peer->ctl, memory_order_relaxed) &
 			 (SLUICE_SPSC_CLOSED | SLUICE_SPSC_DEAD))) {
-		err = sluice__spsc_refill(q);
+		err = sluice__spsc_refill(&q->pub);
 		if (err && err != -EAGAIN)
 			return err;
-		have = q->limit - q->pos;
+		have = q->pub.limit - q->pub.pos;
 		if (!have)
 			return -EAGAIN;
 	}
@@ -1078,13 +912,13 @@ static int room(struct sluice_spsc *q, unsigned int n, uint32_t *k)
  * the packet is there after all (published meanwhile): take it.  That is
  * so once at most: an honest producer never takes a tag back.
  */
-static int nothing_taken(struct sluice_spsc *q, size_t cap)
+static int nothing_taken(struct sluice__spsc *q, size_t cap)
 {
 	uint64_t tag;
 
-	if (!published(q, q->pos, &tag))
-		return sluice__spsc_refill(q);	/* -EAGAIN, -EPIPE, or 0 */
-	if ((uint32_t)tag > q->slot_size)
+	if (!sluice__spsc_published(q, q->pub.pos, &tag))
+		return sluice__spsc_refill(&q->pub);	/* -EAGAIN, -EPIPE, or 0 */
+	if ((uint32_t)tag > q->pub.slot_size)
 		return -EBADMSG;
 	return (uint32_t)tag > cap ? -ENOBUFS : 0;
 }
@@ -1093,13 +927,13 @@ static int nothing_taken(struct sluice_spsc *q, size_t cap)
  * Make our new index visible and wake the peer if it sleeps.  A producer's
  * tags, already stored, are its publication: tail waits for the kick.
  */
-static void publish(struct sluice_spsc *q, uint64_t pos)
+static void publish(struct sluice__spsc *q, uint64_t pos)
 {
-	q->pos = pos;
-	if (q->role == SLUICE_SPSC_CONSUMER)
+	q->pub.pos = pos;
+	if (q->pub.role == SLUICE_SPSC_CONSUMER)
 		/* Pairs with the producer's acquire load of head in refill. */
 		atomic_store_explicit(&q->ring->head, pos, memory_order_release);
-	sluice__spsc_kick(q);
+	sluice__spsc_kick(&q->pub);
 }
 
 /*
@@ -1117,7 +951,7 @@ static inline int copy_in(unsigned char *d, uint32_t stride, size_t cap,
 		len = iov[i].iov_len;
 		if (len > cap)
 			return -EMSGSIZE;
-		copy_wide(d, iov[i].iov_base, len);
+		sluice__copy(d, iov[i].iov_base, len, SLUICE__COPY_SETTLED);
 	}
 	return 0;
 }
@@ -1159,10 +993,10 @@ static inline void own_lines(unsigned char *d, uint32_t stride, uint32_t n)
  * finds the next batch's lines ready.  A wrong guess costs a few
  * prefetches.
  */
-static void own_ahead(const struct sluice_spsc *q, uint32_t k)
+static void own_ahead(const struct sluice__spsc *q, uint32_t k)
 {
 	struct view v = view_of(q);	/* at the next batch */
-	uint64_t avail = q->limit - v.pos;
+	uint64_t avail = q->pub.limit - v.pos;
 	uint32_t n, run;
 
 	n = k < OWN_AHEAD_MAX ? k : OWN_AHEAD_MAX;
@@ -1174,11 +1008,11 @@ static void own_ahead(const struct sluice_spsc *q, uint32_t k)
 }
 
 /* Is any of @iov[from, n) longer than a slot? */
-static bool oversize(const struct sluice_spsc *q, const struct iovec *iov,
+static bool oversize(const struct sluice__spsc *q, const struct iovec *iov,
 		     uint32_t from, unsigned int n)
 {
 	for (; from < n; from++)
-		if (iov[from].iov_len > q->slot_size)
+		if (iov[from].iov_len > q->pub.slot_size)
 			return true;
 	return false;
 }
@@ -1187,19 +1021,19 @@ static bool oversize(const struct sluice_spsc *q, const struct iovec *iov,
  * Lengths are checked as the packets are copied, not in a pass of their
  * own: an over-size packet found midway leaves copies in slots nobody
  * can see until they are tagged, which is nothing lost, and one pass over
- * the iovecs instead of two was worth about 4% at 32 per call (ten
- * interleaved runs: 148 -> 154 Mpps median).
+ * the iovecs costs less than two (spsc.md, Batches).
  */
-int sluice_spsc_try_send_batch(struct sluice_spsc *q, const struct iovec *iov,
+int sluice_spsc_try_send_batch(struct sluice_spsc *pq, const struct iovec *iov,
 			       unsigned int n)
 {
+	struct sluice__spsc *q = sluice__spsc_of(pq);
 	struct view v;
 	uint32_t k, run;
 	int err;
 
-	if (!q || q->role != SLUICE_SPSC_PRODUCER || (n && !iov))
+	if (!q || q->pub.role != SLUICE_SPSC_PRODUCER || (n && !iov))
 		return -EINVAL;
-	if (q->held)
+	if (q->pub.held)
 		return -EBUSY;
 	if (!n)
 		return 0;
@@ -1225,16 +1059,16 @@ int sluice_spsc_try_send_batch(struct sluice_spsc *q, const struct iovec *iov,
  * wait for room and send more, as often as it takes, on one clock.
  */
 static __attribute__((noinline)) int
-send_batch_wait(struct sluice_spsc *q, const struct iovec *iov, unsigned int n,
+send_batch_wait(struct sluice__spsc *q, const struct iovec *iov, unsigned int n,
 		unsigned int sent)
 {
-	struct wait_clock c = { 0 };
+	struct sluice__wait_call c = { 0 };
 	int ret;
 
 	do {
 		ret = wait_pass(q, &c);
 		if (!ret)
-			ret = sluice_spsc_try_send_batch(q, iov + sent, n - sent);
+			ret = sluice_spsc_try_send_batch(&q->pub, iov + sent, n - sent);
 		if (ret > 0)
 			sent += (unsigned int)ret;
 		else if (ret != -EAGAIN)
@@ -1243,10 +1077,11 @@ send_batch_wait(struct sluice_spsc *q, const struct iovec *iov, unsigned int n,
 	return (int)sent;
 }
 
-int sluice_spsc_send_batch(struct sluice_spsc *q, const struct iovec *iov,
+int sluice_spsc_send_batch(struct sluice_spsc *pq, const struct iovec *iov,
 			   unsigned int n)
 {
-	int ret = sluice_spsc_try_send_batch(q, iov, n);
+	struct sluice__spsc *q = sluice__spsc_of(pq);
+	int ret = sluice_spsc_try_send_batch(&q->pub, iov, n);
 
 	/* A batch that fits at once pays nothing for waiting. */
 	if (ret == -EAGAIN)
@@ -1254,6 +1089,18 @@ int sluice_spsc_send_batch(struct sluice_spsc *q, const struct iovec *iov,
 	if (ret >= 0 && (unsigned int)ret < n)
 		return send_batch_wait(q, iov, n, (unsigned int)ret);
 	return ret;
+}
+
+/*
+ * The arguments of a call that takes or hands out @n slots: a handle of
+ * @role with none outstanding.  0, -EINVAL or -EBUSY.
+ */
+static int zero_copy_args(const struct sluice__spsc *q, uint32_t role,
+			  const struct iovec *iov, unsigned int n)
+{
+	if (!q || q->pub.role != role || !iov || !n)
+		return -EINVAL;
+	return q->pub.held ? -EBUSY : 0;
 }
 
 /*
@@ -1278,7 +1125,7 @@ take_run(_Atomic uint64_t *t, unsigned char *d, uint32_t stride, uint32_t cap,
 		if (copy) {
 			if (i + BATCH_PREFETCH < n)
 				__builtin_prefetch(d + ahead, 0, 3);
-			copy_wide(iov[i].iov_base, d, len);
+			sluice__copy(iov[i].iov_base, d, len, SLUICE__COPY_SETTLED);
 		} else {
 			iov[i].iov_base = d;
 		}
@@ -1293,17 +1140,16 @@ take_run(_Atomic uint64_t *t, unsigned char *d, uint32_t stride, uint32_t cap,
  * neither pays for the other's branches.
  */
 static inline __attribute__((always_inline)) int
-take(struct sluice_spsc *q, struct iovec *iov, unsigned int n, bool copy)
+take(struct sluice__spsc *q, struct iovec *iov, unsigned int n, bool copy)
 {
 	bool looked = false;
 	struct view v;
 	uint32_t i, run;
 	int err;
 
-	if (!q || q->role != SLUICE_SPSC_CONSUMER || !iov || !n)
-		return -EINVAL;
-	if (q->held)
-		return -EBUSY;
+	err = zero_copy_args(q, SLUICE_SPSC_CONSUMER, iov, n);
+	if (err)
+		return err;
 again:
 	v = view_of(q);
 	run = view_run(&v, n);
@@ -1330,30 +1176,31 @@ again:
 	if (copy)
 		publish(q, v.pos + i);
 	else
-		q->held = i;
+		q->pub.held = i;
 	return (int)i;
 }
 
-static int try_recv_batch(struct sluice_spsc *q, struct iovec *iov,
+static int try_recv_batch(struct sluice__spsc *q, struct iovec *iov,
 			  unsigned int n)
 {
 	return take(q, iov, n, true);
 }
 
-int sluice_spsc_try_recv_batch(struct sluice_spsc *q, struct iovec *iov,
+int sluice_spsc_try_recv_batch(struct sluice_spsc *pq, struct iovec *iov,
 			       unsigned int n)
 {
+	struct sluice__spsc *q = sluice__spsc_of(pq);
 	return try_recv_batch(q, iov, n);
 }
 
-typedef int try_fn_t(struct sluice_spsc *q, struct iovec *iov, unsigned int n);
+typedef int try_fn_t(struct sluice__spsc *q, struct iovec *iov, unsigned int n);
 
 /* A blocking call whose try_ call said -EAGAIN: one clock for its waits. */
 static __attribute__((noinline)) int
-blocking_wait(try_fn_t *try_fn, struct sluice_spsc *q, struct iovec *iov,
+blocking_wait(try_fn_t *try_fn, struct sluice__spsc *q, struct iovec *iov,
 	      unsigned int n)
 {
-	struct wait_clock c = { 0 };
+	struct sluice__wait_call c = { 0 };
 	int ret;
 
 	do {
@@ -1365,7 +1212,7 @@ blocking_wait(try_fn_t *try_fn, struct sluice_spsc *q, struct iovec *iov,
 }
 
 /* The blocking form of a try_ call: wait while it says -EAGAIN. */
-static int blocking(try_fn_t *try_fn, struct sluice_spsc *q, struct iovec *iov,
+static int blocking(try_fn_t *try_fn, struct sluice__spsc *q, struct iovec *iov,
 		    unsigned int n)
 {
 	int ret = try_fn(q, iov, n);
@@ -1374,25 +1221,24 @@ static int blocking(try_fn_t *try_fn, struct sluice_spsc *q, struct iovec *iov,
 	return ret == -EAGAIN ? blocking_wait(try_fn, q, iov, n) : ret;
 }
 
-int sluice_spsc_recv_batch(struct sluice_spsc *q, struct iovec *iov,
+int sluice_spsc_recv_batch(struct sluice_spsc *pq, struct iovec *iov,
 			   unsigned int n)
 {
+	struct sluice__spsc *q = sluice__spsc_of(pq);
 	return blocking(try_recv_batch, q, iov, n);
 }
 
 /* ------------------------------------------------------------- zero copy */
 
-int sluice_spsc_try_reserve(struct sluice_spsc *q, struct iovec *iov,
-			    unsigned int n)
+static int try_reserve(struct sluice__spsc *q, struct iovec *iov, unsigned int n)
 {
 	struct view v;
 	uint32_t i, k;
 	int err;
 
-	if (!q || q->role != SLUICE_SPSC_PRODUCER || !iov || !n)
-		return -EINVAL;
-	if (q->held)
-		return -EBUSY;
+	err = zero_copy_args(q, SLUICE_SPSC_PRODUCER, iov, n);
+	if (err)
+		return err;
 	err = room(q, n, &k);
 	if (err)
 		return err;
@@ -1401,23 +1247,31 @@ int sluice_spsc_try_reserve(struct sluice_spsc *q, struct iovec *iov,
 		iov[i].iov_base = view_data(&v, i);
 		iov[i].iov_len = v.slot_size;
 	}
-	q->held = k;
+	q->pub.held = k;
 	return (int)k;
 }
 
-int sluice_spsc_reserve(struct sluice_spsc *q, struct iovec *iov,
-			unsigned int n)
+int sluice_spsc_try_reserve(struct sluice_spsc *pq, struct iovec *iov,
+			    unsigned int n)
 {
-	return blocking(sluice_spsc_try_reserve, q, iov, n);
+	return try_reserve(sluice__spsc_of(pq), iov, n);
 }
 
-int sluice_spsc_commit(struct sluice_spsc *q, const struct iovec *iov,
+int sluice_spsc_reserve(struct sluice_spsc *pq, struct iovec *iov,
+			unsigned int n)
+{
+	struct sluice__spsc *q = sluice__spsc_of(pq);
+	return blocking(try_reserve, q, iov, n);
+}
+
+int sluice_spsc_commit(struct sluice_spsc *pq, const struct iovec *iov,
 		       unsigned int n)
 {
+	struct sluice__spsc *q = sluice__spsc_of(pq);
 	struct view v;
 	uint32_t i;
 
-	if (!q || q->role != SLUICE_SPSC_PRODUCER || n > q->held || (n && !iov))
+	if (!q || q->pub.role != SLUICE_SPSC_PRODUCER || n > q->pub.held || (n && !iov))
 		return -EINVAL;
 	v = view_of(q);
 	for (i = 0; i < n; i++) {
@@ -1426,7 +1280,7 @@ int sluice_spsc_commit(struct sluice_spsc *q, const struct iovec *iov,
 		if (iov[i].iov_len > v.slot_size)
 			return -EMSGSIZE;
 	}
-	q->held = 0;
+	q->pub.held = 0;
 	if (atomic_load_explicit(&q->peer->ctl, memory_order_relaxed) &
 	    (SLUICE_SPSC_CLOSED | SLUICE_SPSC_DEAD))
 		return -EPIPE;
@@ -1437,210 +1291,31 @@ int sluice_spsc_commit(struct sluice_spsc *q, const struct iovec *iov,
 	return (int)n;
 }
 
-static int try_peek(struct sluice_spsc *q, struct iovec *iov, unsigned int n)
+static int try_peek(struct sluice__spsc *q, struct iovec *iov, unsigned int n)
 {
 	return take(q, iov, n, false);
 }
 
-int sluice_spsc_try_peek(struct sluice_spsc *q, struct iovec *iov,
+int sluice_spsc_try_peek(struct sluice_spsc *pq, struct iovec *iov,
 			 unsigned int n)
 {
+	struct sluice__spsc *q = sluice__spsc_of(pq);
 	return try_peek(q, iov, n);
 }
 
-int sluice_spsc_peek(struct sluice_spsc *q, struct iovec *iov, unsigned int n)
+int sluice_spsc_peek(struct sluice_spsc *pq, struct iovec *iov, unsigned int n)
 {
+	struct sluice__spsc *q = sluice__spsc_of(pq);
 	return blocking(try_peek, q, iov, n);
 }
 
-int sluice_spsc_release(struct sluice_spsc *q, unsigned int n)
+int sluice_spsc_release(struct sluice_spsc *pq, unsigned int n)
 {
-	if (!q || q->role != SLUICE_SPSC_CONSUMER || n > q->held)
+	struct sluice__spsc *q = sluice__spsc_of(pq);
+	if (!q || q->pub.role != SLUICE_SPSC_CONSUMER || n > q->pub.held)
 		return -EINVAL;
-	q->held = 0;
+	q->pub.held = 0;
 	if (n)
-		publish(q, q->pos + n);
+		publish(q, q->pub.pos + n);
 	return (int)n;
-}
-
-/* ------------------------------------------------------------- eventfd */
-
-/*
- * The eventfd bridge: a thread of the consumer's process that sleeps on the
- * ring's futex like a blocked recv would, and writes the eventfd when the
- * producer publishes or closes.  It is edge-triggered: after writing, it
- * parks until the consumer has drained the ring (a try_ call said -EAGAIN,
- * which refill() reports through ev_drained()), so a busy ring costs the
- * producer nothing and the consumer one eventfd read per burst.  The bridge
- * touches only shared atomics and its own fields, never the handle's
- * private ones, and the consumer stays armed while it exists.
- *
- * Parking is Dekker again, on @drained and @parked:
- *	bridge: parked = 1; fence; drained changed? go : sleep on drained
- *	consumer: drained++; fence; parked? wake
- */
-struct ev_bridge {
-	struct sluice_spsc *q;		/* only its immutable and shared parts */
-	uint64_t seen;			/* tail when the bridge began */
-	pthread_t thread;
-	int efd;
-	_Atomic bool stop;
-	_Atomic uint32_t drained;	/* bumped by the consumer at -EAGAIN */
-	_Atomic uint32_t parked;	/* the bridge sleeps on drained */
-};
-
-static void ev_drained(struct ev_bridge *ev)
-{
-	atomic_fetch_add_explicit(&ev->drained, 1, memory_order_seq_cst);
-	if (atomic_load_explicit(&ev->parked, memory_order_seq_cst))
-		sluice__futex_wake(&ev->drained);
-}
-
-/*
- * The bridge follows tail, not the tags: it may fall a whole lap behind
- * while the consumer reads, and tail still tells it something happened.
- */
-static bool ev_news(struct ev_bridge *ev, uint64_t *seen, bool *eos)
-{
-	struct sluice_spsc *q = ev->q;
-	uint32_t ctl = atomic_load_explicit(&q->peer->ctl, memory_order_acquire);
-	/* Pairs with the producer's release store of tail, after the tags. */
-	uint64_t tail = atomic_load_explicit(&q->ring->tail, memory_order_acquire);
-
-	if (tail != *seen) {
-		*seen = tail;
-		return true;
-	}
-	if ((ctl & (SLUICE_SPSC_CLOSED | SLUICE_SPSC_DEAD)) && !*eos) {
-		*eos = true;
-		return true;
-	}
-	return false;
-}
-
-static bool ev_stopping(struct ev_bridge *ev)
-{
-	return atomic_load_explicit(&ev->stop, memory_order_acquire);
-}
-
-/* Sleep until the producer has news for the consumer (or we stop). */
-static bool ev_wait_news(struct ev_bridge *ev, uint64_t *seen, bool *eos)
-{
-	struct sluice_spsc_side *self = ev->q->self;
-	bool news = false;
-	uint32_t seq;
-
-	atomic_fetch_add_explicit(&self->waiting, 1, memory_order_seq_cst);
-	for (;;) {
-		/*
-		 * seq before stop: ev_stop() sets stop, then bumps seq, so
-		 * either we see stop here or our futex_wait sees a new seq.
-		 */
-		seq = atomic_load_explicit(&self->seq, memory_order_acquire);
-		/* Dekker, as in sleep_wait(): waiting++ before the tail load. */
-		atomic_thread_fence(memory_order_seq_cst);
-		if (ev_stopping(ev))
-			break;
-		news = ev_news(ev, seen, eos);
-		if (news)
-			break;
-		sluice__futex_wait(&self->seq, seq, 0);
-	}
-	atomic_fetch_sub_explicit(&self->waiting, 1, memory_order_relaxed);
-	return news;
-}
-
-/* Park until the consumer drains (or we stop); @since: drained before. */
-static void ev_park(struct ev_bridge *ev, uint32_t since)
-{
-	atomic_store_explicit(&ev->parked, 1, memory_order_seq_cst);
-	while (!ev_stopping(ev) &&
-	       atomic_load_explicit(&ev->drained, memory_order_seq_cst) == since)
-		sluice__futex_wait(&ev->drained, since, 0);
-	atomic_store_explicit(&ev->parked, 0, memory_order_relaxed);
-}
-
-/* Make the eventfd readable. */
-static void ev_signal(struct ev_bridge *ev)
-{
-	uint64_t one = 1;
-
-	if (write(ev->efd, &one, sizeof(one)) < 0) {
-		/* Counter full: the reader is far behind anyway. */
-	}
-}
-
-static void *ev_thread(void *arg)
-{
-	struct ev_bridge *ev = arg;
-	uint64_t seen = ev->seen;
-	uint32_t since;
-	bool eos = false;
-
-	while (!ev_stopping(ev)) {
-		since = atomic_load_explicit(&ev->drained, memory_order_seq_cst);
-		if (!ev_wait_news(ev, &seen, &eos))
-			break;
-		ev_signal(ev);
-		ev_park(ev, since);
-	}
-	return NULL;
-}
-
-int sluice_spsc_fd(struct sluice_spsc *q)
-{
-	struct ev_bridge *ev;
-	uint64_t tag;
-	int err;
-
-	if (!q || q->role != SLUICE_SPSC_CONSUMER)
-		return -EINVAL;
-	if (q->ev)
-		return ((struct ev_bridge *)q->ev)->efd;
-	ev = calloc(1, sizeof(*ev));
-	if (!ev)
-		return -ENOMEM;
-	ev->q = q;
-	ev->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (ev->efd < 0) {
-		err = -errno;
-		goto err_free;
-	}
-	q->ev = ev;
-	arm(q);
-	/*
-	 * The bridge's news is tail moving on from here.  A send after arm()
-	 * sees ARMED and announces tail; one before it stored its tag where
-	 * we can see it now (membarrier), and so did one whose tail we load
-	 * here (release, acquire).  Packets already waiting: readable now.
-	 */
-	ev->seen = atomic_load_explicit(&q->ring->tail, memory_order_acquire);
-	if (published(q, q->pos, &tag))
-		ev_signal(ev);
-	err = -pthread_create(&ev->thread, NULL, ev_thread, ev);
-	if (err)
-		goto err_close;
-	return ev->efd;
-
-err_close:
-	q->ev = NULL;
-	close(ev->efd);
-err_free:
-	free(ev);
-	return err;
-}
-
-static void ev_stop(struct sluice_spsc *q)
-{
-	struct ev_bridge *ev = q->ev;
-
-	atomic_store_explicit(&ev->stop, true, memory_order_seq_cst);
-	wake_side(q->self);
-	/* Change drained too, so a bridge about to park cannot sleep on it. */
-	atomic_fetch_add_explicit(&ev->drained, 1, memory_order_seq_cst);
-	sluice__futex_wake(&ev->drained);
-	pthread_join(ev->thread, NULL);
-	close(ev->efd);
-	free(ev);
-	q->ev = NULL;
 }

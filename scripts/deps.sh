@@ -7,22 +7,30 @@
 #   scripts/deps.sh            install what is missing (as root)
 #   scripts/deps.sh --check    only say what is missing; exit 1 if anything is
 #   scripts/deps.sh --bench    also the benchmark peers (libdpdk-dev, libck-dev)
+#   scripts/deps.sh --no-bpf   for make BPF=0: neither libbpf nor the BPF
+#                              toolchain counts as missing
 set -eu
 
-# Build and test: compiler, libraries, BPF toolchain.
-PKGS="gcc make pkg-config libc6-dev libnuma-dev libbpf-dev libcmocka-dev
-      clang llvm bpftool"
+# Build and test: compiler, libraries.
+PKGS="gcc make pkg-config libc6-dev libnuma-dev libcmocka-dev"
+# The liveness monitor's eBPF program and its loader (not for BPF=0).
+BPF_PKGS="libbpf-dev clang llvm bpftool"
 # Peers that sluice-bench measures against; optional.
 BENCH_PKGS="libdpdk-dev libck-dev"
 
 check_only=0
+bpf=1
+bench=0
 for arg in "$@"; do
 	case "$arg" in
 	--check) check_only=1 ;;
-	--bench) PKGS="$PKGS $BENCH_PKGS" ;;
-	*) echo "usage: $0 [--check] [--bench]" >&2; exit 2 ;;
+	--bench) bench=1 ;;
+	--no-bpf) bpf=0 ;;
+	*) echo "usage: $0 [--check] [--bench] [--no-bpf]" >&2; exit 2 ;;
 	esac
 done
+[ "$bpf" = 1 ] && PKGS="$PKGS $BPF_PKGS"
+[ "$bench" = 1 ] && PKGS="$PKGS $BENCH_PKGS"
 
 missing=""
 for p in $PKGS; do

@@ -2,7 +2,9 @@
 /*
  * The shared library's ABI: what libsluice.so exports is exactly what
  * lib/libsluice.map lists, every public function declared in include/ is in
- * the map, and nothing internal (sluice__*) leaks out.
+ * the map, and nothing internal (sluice__*) leaks out.  make check runs
+ * this against a build with BPF and one without (make BPF=0): both export
+ * the same symbols, the map's, and only the first links libbpf.
  *
  * Needs SLUICE_OBJTREE (the build directory holding libsluice.so, set by
  * make check) and SLUICE_SRCTREE (the source tree, default ".").
@@ -17,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include <sluice/liveness.h>
 
 #include "harness.h"
 
@@ -36,6 +40,7 @@ static struct {
 	struct names map;		/* lib/libsluice.map, global: names */
 	struct names nodes;		/* its version nodes */
 	struct names decls;		/* sluice_* functions in include/ */
+	struct names inlined;		/* public ones only static inline there */
 	struct names internal;		/* sluice_* functions in lib/internal.h */
 	char *elf;			/* libsluice.so, read whole */
 	size_t elf_len;
@@ -185,11 +190,18 @@ static int parse_map(const char *path)
 static void header_statement(const char *stmt, struct names *out)
 {
 	const char *q = stmt, *e;
+	struct names *to = out;
 
 	while (isspace((unsigned char)*q))
 		q++;
-	if (!strncmp(q, "static", 6) || !strncmp(q, "typedef", 7))
+	if (!strncmp(q, "typedef", 7))
 		return;
+	/* static inline: only sluice__ helpers may be, for C alone. */
+	if (!strncmp(q, "static", 6)) {
+		if (out != &abi.decls)
+			return;
+		to = &abi.inlined;
+	}
 	for (; (q = strstr(q, "sluice_")); q++) {
 		if (q > stmt && is_ident(q[-1]))
 			continue;
@@ -201,7 +213,9 @@ static void header_statement(const char *stmt, struct names *out)
 			continue;
 		for (e = q; is_ident(*e); e++)
 			;
-		names_add(out, q, (size_t)(e - q), NULL);
+		if (to == &abi.inlined && q[7] == '_')
+			return;		/* an internal helper */
+		names_add(to, q, (size_t)(e - q), NULL);
 		return;
 	}
 }
@@ -332,6 +346,7 @@ static int group_teardown(void **state)
 	names_free(&abi.map);
 	names_free(&abi.nodes);
 	names_free(&abi.decls);
+	names_free(&abi.inlined);
 	names_free(&abi.internal);
 	return 0;
 }
@@ -492,6 +507,66 @@ static void test_library_has_a_versioned_soname(void **state)
 	assert_int_equal(stat(path, &st), 0);
 }
 
+/*
+ * Was the library built with BPF?  Asked of the library itself: an AUTO
+ * monitor's reason for taking pidfd is "built without BPF" only in a
+ * build without it (Documentation/liveness.md).  Returns 1 or 0, or -1
+ * with @why if no monitor could be made to ask.
+ */
+static int built_with_bpf(char *why, size_t len)
+{
+	/* The library's own, not those this program is linked with. */
+	__typeof__(sluice_liveness_create) *create =
+		dlsym(abi.dl, "sluice_liveness_create");
+	__typeof__(sluice_liveness_why) *reason = dlsym(abi.dl, "sluice_liveness_why");
+	__typeof__(sluice_liveness_destroy) *destroy =
+		dlsym(abi.dl, "sluice_liveness_destroy");
+	SLUICE_OPTS(sluice_liveness_opts, o, .flags = SLUICE_LIVENESS_NO_PIN);
+	struct sluice_liveness *m = NULL;
+	int err, with;
+
+	assert_non_null(create);
+	assert_non_null(reason);
+	assert_non_null(destroy);
+	err = create(&o, &m);
+	if (err) {
+		snprintf(why, len, "no liveness monitor to ask: %s", strerror(-err));
+		return -1;
+	}
+	with = strcmp(reason(m), "built without BPF") != 0;
+	destroy(m);
+	return with;
+}
+
+static void test_a_library_built_without_bpf_needs_no_libbpf(void **state)
+{
+	const Elf64_Shdr *sh;
+	const Elf64_Dyn *dyn;
+	const char *strtab;
+	char why[128];
+	bool needs = false;
+	size_t i, n;
+	int with;
+
+	(void)state;
+	need_abi();
+	with = built_with_bpf(why, sizeof(why));
+	if (with < 0)
+		h_skip("%s", why);
+	sh = elf_section(SHT_DYNAMIC, &strtab);
+	assert_non_null(sh);
+	dyn = (const void *)(abi.elf + sh->sh_offset);
+	n = sh->sh_size / sizeof(*dyn);
+	for (i = 0; i < n && dyn[i].d_tag != DT_NULL; i++)
+		if (dyn[i].d_tag == DT_NEEDED &&
+		    !strncmp(strtab + dyn[i].d_un.d_val, "libbpf.so", 9))
+			needs = true;
+	print_message("    built %s BPF; %s libbpf\n", with ? "with" : "without",
+		      needs ? "needs" : "does not need");
+	/* With BPF it must link libbpf: so a wrong answer above fails too. */
+	assert_int_equal(needs, with);
+}
+
 static void test_every_public_function_is_in_the_map(void **state)
 {
 	size_t i, bad = 0;
@@ -528,6 +603,27 @@ static void test_every_symbol_in_the_map_is_declared_in_a_header(void **state)
 	assert_int_equal(bad, 0);
 }
 
+/*
+ * Every public call is exported, inline ones too (out of line, under their
+ * own names, from lib/spsc_ffi.c): a header may make a public call static
+ * inline only through SLUICE_SPSC_INLINE, which the library compiles out
+ * of line.
+ */
+static void test_every_public_inline_call_is_also_exported(void **state)
+{
+	size_t i;
+
+	(void)state;
+	need_abi();
+	/* The inline one-packet calls are among the exported declarations. */
+	assert_true(names_has(&abi.decls, "sluice_spsc_try_send"));
+	assert_true(names_has(&abi.map, "sluice_spsc_recv"));
+	assert_non_null(dlsym(abi.dl, "sluice_spsc_try_recv"));
+	for (i = 0; i < abi.inlined.n; i++)
+		print_error("%s is static inline only: nothing exports it\n", abi.inlined.v[i]);
+	assert_int_equal(abi.inlined.n, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -536,8 +632,10 @@ int main(void)
 		cmocka_unit_test(test_internal_symbols_do_not_resolve),
 		cmocka_unit_test(test_library_exports_nothing_outside_the_map),
 		cmocka_unit_test(test_library_has_a_versioned_soname),
+		cmocka_unit_test(test_a_library_built_without_bpf_needs_no_libbpf),
 		cmocka_unit_test(test_every_public_function_is_in_the_map),
 		cmocka_unit_test(test_every_symbol_in_the_map_is_declared_in_a_header),
+		cmocka_unit_test(test_every_public_inline_call_is_also_exported),
 	};
 
 	return cmocka_run_group_tests_name("abi", tests, group_setup,

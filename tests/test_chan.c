@@ -231,8 +231,12 @@ static struct sluice_chan *join(struct fx *f, const struct sluice_chan_opts *o)
 	return ch;
 }
 
+/*
+ * Endpoints, opened with either options struct (@o: NULL, struct
+ * sluice_chan_end_opts, or 0.4's struct sluice_chan_opts).
+ */
 static struct sluice_chan_writer *wr(struct sluice_chan *ch, enum sluice_chan_kind k,
-				     const struct sluice_chan_opts *o)
+				     const void *o)
 {
 	struct sluice_chan_writer *w = NULL;
 
@@ -243,7 +247,7 @@ static struct sluice_chan_writer *wr(struct sluice_chan *ch, enum sluice_chan_ki
 }
 
 static struct sluice_chan_reader *rd(struct sluice_chan *ch, enum sluice_chan_kind k,
-				     const struct sluice_chan_opts *o)
+				     const void *o)
 {
 	struct sluice_chan_reader *r = NULL;
 
@@ -2060,6 +2064,64 @@ static void test_endpoints_take_the_channel_handles_token(void **state)
 static void test_cancel_of_a_parent_token_wakes_a_wait_on_its_child(void **state)
 {
 	cancel_blocked(*state, IN_WRITE, 0, 0, VIA_CHANNEL, true);
+}
+
+/*
+ * An endpoint's own options override its handle's field by field: one
+ * that sets only its spin keeps the handle's token and timeout.
+ */
+static void test_an_endpoint_that_sets_only_its_spin_keeps_its_handles_token_and_timeout(void **state)
+{
+	struct fx *f = *state;
+	SLUICE_OPTS(sluice_chan_opts, co, .timeout_ns = 150 * MS);
+	SLUICE_OPTS(sluice_chan_end_opts, eo, .spin_ns = 1);
+	struct later l = { .ms = 100 };
+	struct sluice_chan_reader *r;
+	struct sluice_cancel *tok;
+	struct sluice_chan *ch;
+	int64_t t0;
+
+	assert_int_equal(sluice_cancel_create(NULL, &tok), 0);
+	co.cancel = tok;
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, &co);
+	r = rd(ch, SLUICE_CHAN_STRONG, &eo);
+	/* The handle's timeout: 150 ms, not the default 5 s. */
+	t0 = h_now_ms();
+	assert_int_equal(sluice_chan_read(r, scratch, sizeof(scratch)), -ETIMEDOUT);
+	assert_took(t0, 150, 1000);
+	/* The handle's token. */
+	l.tok = tok;
+	later_start(&l);
+	t0 = h_now_ms();
+	assert_int_equal(sluice_chan_read(r, scratch, sizeof(scratch)), -ECANCELED);
+	assert_took(t0, 90, 150);
+	later_join(&l);
+	rshut(r);
+	cshut(ch);
+	sluice_cancel_destroy(tok);
+}
+
+/* Until 0.6 the endpoint opens still take 0.4's struct, as 0.4 did. */
+static void test_the_endpoint_opens_still_take_the_channel_options_struct(void **state)
+{
+	struct fx *f = *state;
+	SLUICE_OPTS(sluice_chan_opts, old, .timeout_ns = 100 * MS);
+	struct sluice_chan_writer *w = NULL;
+	struct sluice_chan_reader *r;
+	struct sluice_chan *ch;
+	int64_t t0;
+
+	ch = mk(f, CAP, SLUICE_CHAN_BLOCK, NULL);
+	r = rd(ch, SLUICE_CHAN_STRONG, &old);
+	t0 = h_now_ms();
+	assert_int_equal(sluice_chan_read(r, scratch, sizeof(scratch)), -ETIMEDOUT);
+	assert_took(t0, 100, 1000);
+	/* Its create-only fields must be 0, as before. */
+	old.readers_max = 4;
+	assert_int_equal(sluice_chan_writer_open(ch, SLUICE_CHAN_STRONG, &old, &w), -EINVAL);
+	assert_null(w);
+	rshut(r);
+	cshut(ch);
 }
 
 static void test_a_triggered_token_fails_only_calls_that_would_wait(void **state)
@@ -5743,6 +5805,8 @@ int main(void)
 		T(test_endpoints_take_the_channel_handles_token),
 		T(test_cancel_of_a_parent_token_wakes_a_wait_on_its_child),
 		T(test_a_triggered_token_fails_only_calls_that_would_wait),
+		T(test_an_endpoint_that_sets_only_its_spin_keeps_its_handles_token_and_timeout),
+		T(test_the_endpoint_opens_still_take_the_channel_options_struct),
 		/* terminate, drain */
 		T(test_terminate_wakes_a_blocked_reader_and_fails_every_later_call),
 		T(test_terminate_wakes_a_blocked_writer_and_fails_every_later_call),

@@ -6,8 +6,9 @@
  *
  * Every test that can runs twice, once per backend: "bpf/test_..." and
  * "pidfd/test_...".  The BPF ones skip, saying why, only when the program
- * cannot be loaded here (-EPERM, -ENOSYS, -EOPNOTSUPP); the pidfd ones run
- * all the same.
+ * cannot be loaded here (-EPERM, -ENOSYS, -EOPNOTSUPP), or the library was
+ * built without BPF (make BPF=0); the reason printed is the library's
+ * own, as an AUTO monitor gives it.  The pidfd ones run all the same.
  *
  * A death is timed from the moment the process was killed (the killer
  * notes the time just before kill() or raise(SIGKILL)) to the moment the
@@ -61,6 +62,7 @@
 #include "harness.h"
 #include "internal.h"
 #include "liveness_internal.h"
+#include "spsc_layout.h"
 
 /* ---------------------------------------------------------------- build */
 
@@ -204,6 +206,26 @@ static bool bpf_refused(int err)
 	return err == -EPERM || err == -ENOSYS || err == -EOPNOTSUPP;
 }
 
+/* AUTO's reason in a library built with BPF=0 (Documentation/liveness.md). */
+#define NO_BPF_WHY	"built without BPF"
+
+/*
+ * Why BPF is refused here (@err), as the library says it: an AUTO
+ * monitor's reason for taking pidfd, NO_BPF_WHY in a library built
+ * without BPF.  Asked once; runs a monitor's thread, and joins it.
+ */
+static const char *bpf_refused_why(int err)
+{
+	SLUICE_OPTS(sluice_liveness_opts, o, .flags = SLUICE_LIVENESS_NO_PIN);
+	static char why[128];
+	struct sluice_liveness *m = NULL;
+
+	if (!why[0] && !sluice_liveness_create(&o, &m))
+		snprintf(why, sizeof(why), "%s", sluice_liveness_why(m));
+	sluice_liveness_destroy(m);
+	return why[0] ? why : strerror(-err);
+}
+
 /*
  * A monitor of the test's backend, destroyed at teardown unless the test
  * does it first (with mon_destroy()).  A BPF program that cannot load here
@@ -219,7 +241,7 @@ static struct sluice_liveness *mon_with(struct fx *f, uint32_t flags, const char
 
 	err = sluice_liveness_create(&o, &m);
 	if (f->backend == SLUICE_LIVENESS_BPF && bpf_refused(err))
-		h_skip("the BPF backend cannot load here: %s", strerror(-err));
+		h_skip("the BPF backend cannot load here: %s", bpf_refused_why(err));
 	assert_int_equal(err, 0);
 	assert_non_null(m);
 	for (i = 0; i < SLUICE_ARRAY_SIZE(f->mons); i++) {
@@ -710,6 +732,41 @@ static void test_auto_takes_bpf_where_it_loads(void **state)
 	assert_int_equal(sluice_liveness_create(NULL, &a), 0);
 	assert_int_equal(sluice_liveness_backend(a),
 			 bpf_refused(err) ? SLUICE_LIVENESS_PIDFD : SLUICE_LIVENESS_BPF);
+	sluice_liveness_destroy(a);
+}
+
+/*
+ * A library built with BPF=0 says so where AUTO gives its reason, and
+ * refuses BPF asked for by name with -EOPNOTSUPP.  The library's own
+ * word tells the builds apart; test_abi checks that such a library links
+ * no libbpf.
+ */
+static void test_a_library_built_without_bpf_says_so_and_refuses_bpf(void **state)
+{
+	SLUICE_OPTS(sluice_liveness_opts, bo, .backend = SLUICE_LIVENESS_BPF);
+	SLUICE_OPTS(sluice_liveness_opts, po, .backend = SLUICE_LIVENESS_PIDFD);
+	struct sluice_liveness *a = NULL, *out = (void *)&bo;
+	const char *why;
+
+	(void)state;
+	assert_int_equal(sluice_liveness_create(NULL, &a), 0);
+	why = sluice_liveness_why(a);
+	if (strcmp(why, NO_BPF_WHY)) {
+		print_message("    AUTO took %s%s%s\n",
+			      sluice_liveness_backend_str(sluice_liveness_backend(a)),
+			      why[0] ? ": " : "", why);
+		sluice_liveness_destroy(a);
+		h_skip("the library is built with BPF");
+	}
+	assert_int_equal(sluice_liveness_backend(a), SLUICE_LIVENESS_PIDFD);
+	sluice_liveness_destroy(a);
+	assert_int_equal(sluice_liveness_create(&bo, &out), -EOPNOTSUPP);
+	assert_ptr_equal(out, (void *)&bo);
+	/* Asked for by name, pidfd has no reason to give. */
+	a = NULL;
+	assert_int_equal(sluice_liveness_create(&po, &a), 0);
+	assert_int_equal(sluice_liveness_backend(a), SLUICE_LIVENESS_PIDFD);
+	assert_string_equal(sluice_liveness_why(a), "");
 	sluice_liveness_destroy(a);
 }
 
@@ -1389,9 +1446,10 @@ static void test_watch_unwatch_and_deaths_from_many_threads_at_once(void **state
 		s.pid[i] = kid(f, sleeper, NULL);
 		s.start[i] = start_of(s.pid[i]);
 	}
+	/* Before the records: where BPF cannot load, mon() skips the test. */
+	s.m = mon(f);
 	s.rec = calloc(n, sizeof(*s.rec));
 	assert_non_null(s.rec);
-	s.m = mon(f);
 	for (i = 0; i < STRESS_THREADS; i++) {
 		th[i].s = &s;
 		th[i].index = i;
@@ -2520,6 +2578,7 @@ int main(int argc, char **argv)
 		/* the monitor */
 		T1(test_backend_str_names_every_backend),
 		T1(test_auto_takes_bpf_where_it_loads),
+		T1(test_a_library_built_without_bpf_says_so_and_refuses_bpf),
 		T2(test_create_and_destroy_leave_no_thread_or_fd_behind),
 		T2(test_bad_arguments_are_einval),
 		T2(test_a_killed_child_fires_once_with_its_pid_and_start),

@@ -42,6 +42,8 @@
 
 #include <sluice.h>
 
+#include "common/msg.h"
+
 #define PROG		"sluice-demo"
 #define REGION_SIZE	(2u << 20)	/* one huge page holds all four rings */
 #define SLOTS		4096u		/* per pipeline ring: 256 KiB of frames */
@@ -77,18 +79,18 @@ struct demo {
 	struct sluice_spsc *sink, *ping, *pong;
 };
 
+const char tool_name[] = PROG;
+
 static const char *role;	/* in a child: "source" or "stage" */
 
 /* Say what went wrong, and who; return -1. */
-static int fail(const char *fmt, ...)
+static int __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, PROG ": %s%s", role ? role : "", role ? ": " : "");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	verrmsg(role, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return -1;
 }
 

@@ -98,9 +98,9 @@ enum sluice_chan_kind {
 #define SLUICE_CHAN_ENDS_MAX		1024u
 
 /*
- * Options for sluice_chan_create(), sluice_chan_attach() and the endpoint
- * opens; NULL: defaults.  An endpoint opened with NULL takes its channel
- * handle's timeout, token and spin.
+ * Options for sluice_chan_create() and sluice_chan_attach(); NULL:
+ * defaults.  The handle's timeout, token and spin are its endpoints',
+ * unless an endpoint's own options say otherwise.
  */
 struct sluice_chan_opts {
 	size_t sz;			/* sizeof(struct sluice_chan_opts) */
@@ -183,6 +183,36 @@ struct sluice_chan_info {
 	uint64_t swept;			/* dead strong readers removed */
 };
 
+/*
+ * Options for sluice_chan_writer_open() and sluice_chan_reader_open().
+ * NULL, or a field left 0, takes the channel handle's value.
+ */
+struct sluice_chan_end_opts {
+	size_t sz;			/* sizeof(struct sluice_chan_end_opts) */
+	uint64_t timeout_ns;		/* blocking calls give up after this */
+	struct sluice_cancel *cancel;	/* waits end when it is triggered */
+	uint32_t spin_ns;		/* spin this long before sleeping;
+					 * UINT32_MAX: never sleep */
+	uint32_t flags;			/* none yet; must be 0 */
+};
+
+/*
+ * Until 0.6, the endpoint opens also take the channel's options struct,
+ * as 0.4 did (its create-only fields 0): a call that passes one still
+ * compiles, and its fields mean what the endpoint options' do.
+ */
+#if !defined(__cplusplus)
+#define SLUICE__CHAN_END_OPTS(o)					\
+	_Generic((o),							\
+		 struct sluice_chan_opts *:				\
+			(const struct sluice_chan_end_opts *)(const void *)(o), \
+		 const struct sluice_chan_opts *:			\
+			(const struct sluice_chan_end_opts *)(const void *)(o), \
+		 default: (o))
+#else
+#define SLUICE__CHAN_END_OPTS(o) (o)
+#endif
+
 /** sluice_chan_info() - fill @info.  Return: 0, -EINVAL, or -EBADMSG. */
 int sluice_chan_info(struct sluice_chan *ch, struct sluice_chan_info *info);
 
@@ -192,14 +222,16 @@ int sluice_chan_info(struct sluice_chan *ch, struct sluice_chan_info *info);
  * sluice_chan_writer_open() - become a writer.
  * @kind: SLUICE_CHAN_STRONG takes a place in the writer table now (-EUSERS
  *        if none is free); SLUICE_CHAN_WEAK takes one per slice.
- * @opts: NULL to take the channel handle's; readers_max and writers_max
- *        must be 0.
+ * @opts: the endpoint's own timeout, token and spin; NULL, or a field
+ *        left 0, takes the channel handle's.
  *
  * Return: 0, -EINVAL, -EUSERS, -EPIPE (draining), -ECONNABORTED, -ENOMEM.
  */
 int sluice_chan_writer_open(struct sluice_chan *ch, enum sluice_chan_kind kind,
-			    const struct sluice_chan_opts *opts,
+			    const struct sluice_chan_end_opts *opts,
 			    struct sluice_chan_writer **out);
+#define sluice_chan_writer_open(ch, kind, opts, out)			\
+	sluice_chan_writer_open((ch), (kind), SLUICE__CHAN_END_OPTS(opts), (out))
 
 /**
  * sluice_chan_writer_close() - stop writing.  An outstanding slice is
@@ -263,12 +295,16 @@ int sluice_chan_abort(struct sluice_chan_writer *w);
  *        -EINVAL) or SLUICE_CHAN_WEAK.  Both take a place in the reader
  *        table (-EUSERS if none is free).
  *
+ * @opts: as for sluice_chan_writer_open().
+ *
  * Return: 0, -EINVAL, -EUSERS, -ECONNABORTED, -EBADMSG (committed in shared
  * memory is not a position writers made), -ENOMEM.
  */
 int sluice_chan_reader_open(struct sluice_chan *ch, enum sluice_chan_kind kind,
-			    const struct sluice_chan_opts *opts,
+			    const struct sluice_chan_end_opts *opts,
 			    struct sluice_chan_reader **out);
+#define sluice_chan_reader_open(ch, kind, opts, out)			\
+	sluice_chan_reader_open((ch), (kind), SLUICE__CHAN_END_OPTS(opts), (out))
 
 /** sluice_chan_reader_close() - stop reading.  NULL is a no-op. */
 void sluice_chan_reader_close(struct sluice_chan_reader *r);

@@ -43,6 +43,7 @@
 #include <sys/uio.h>
 
 #include <sluice/cancel.h>
+#include <sluice/copy.h>
 #include <sluice/liveness.h>
 #include <sluice/opts.h>
 #include <sluice/region.h>
@@ -127,16 +128,26 @@ int sluice_spsc_attach(struct sluice_region *r, const char *name,
  */
 void sluice_spsc_close(struct sluice_spsc *q);
 
+/*
+ * The one-packet calls are inline, for speed; each is also exported out of
+ * line under its own name (lib/spsc_ffi.c), for callers that cannot use a
+ * C inline function.  The library defines SLUICE_SPSC_INLINE to nothing to
+ * compile those; users leave it alone.
+ */
+#ifndef SLUICE_SPSC_INLINE
+#define SLUICE_SPSC_INLINE static inline
+#endif
+
 /**
  * sluice_spsc_try_send() - copy one packet in, or fail at once.
  * Return: 0, -EMSGSIZE if @len exceeds the slot size, -EAGAIN if full, or
  * a common error.
  */
-static inline int sluice_spsc_try_send(struct sluice_spsc *q, const void *buf,
+SLUICE_SPSC_INLINE int sluice_spsc_try_send(struct sluice_spsc *q, const void *buf,
 				       size_t len);
 
 /** sluice_spsc_send() - as try_send, but wait for room (one deadline). */
-static inline int sluice_spsc_send(struct sluice_spsc *q, const void *buf,
+SLUICE_SPSC_INLINE int sluice_spsc_send(struct sluice_spsc *q, const void *buf,
 				   size_t len);
 
 /**
@@ -145,11 +156,11 @@ static inline int sluice_spsc_send(struct sluice_spsc *q, const void *buf,
  * Return: the packet's length, -ENOBUFS if it is longer than @cap (it stays
  * in the ring), -EAGAIN if the ring is empty, or a common error.
  */
-static inline int sluice_spsc_try_recv(struct sluice_spsc *q, void *buf,
+SLUICE_SPSC_INLINE int sluice_spsc_try_recv(struct sluice_spsc *q, void *buf,
 				       size_t cap);
 
 /** sluice_spsc_recv() - as try_recv, but wait for a packet (one deadline). */
-static inline int sluice_spsc_recv(struct sluice_spsc *q, void *buf, size_t cap);
+SLUICE_SPSC_INLINE int sluice_spsc_recv(struct sluice_spsc *q, void *buf, size_t cap);
 
 /**
  * sluice_spsc_send_batch() - copy packets in, publishing them together.
@@ -314,58 +325,6 @@ static inline unsigned char *sluice__spsc_data(const struct sluice_spsc *q,
 }
 
 /*
- * Copy a packet.  Up to 64 bytes without calling memcpy, whose call costs
- * as much as the rest of a send.  From 8 to 64 bytes, in 8-byte words: an
- * application that has just stored a header field (a sequence number, say)
- * would make a 16-byte load over it wait for that store to reach the
- * cache, since a wide load cannot be forwarded from a narrower store;
- * measured, numbering each packet cost a third of the throughput with
- * 16-byte moves and little with 8-byte ones.
- *
- * GCC 12's value-range analysis, seeing this inlined into a caller whose
- * buffer is small (or NULL with length 0), warns about branches for
- * lengths the caller can never pass: silenced here, and only here.
- */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Warray-bounds"
-#pragma GCC diagnostic ignored "-Wstringop-overflow"
-#pragma GCC diagnostic ignored "-Wstringop-overread"
-#pragma GCC diagnostic ignored "-Wnonnull"
-#endif
-static inline void sluice__spsc_copy(void *dst, const void *src, size_t n)
-{
-	unsigned char *d = (unsigned char *)dst;
-	const unsigned char *s = (const unsigned char *)src;
-
-	uint64_t w;
-	size_t i;
-
-	if (n >= 8 && n <= 64) {
-		for (i = 0; i + 8 <= n; i += 8) {
-			memcpy(&w, s + i, 8);
-			memcpy(d + i, &w, 8);
-		}
-		if (i < n) {	/* the tail, overlapping the last word */
-			memcpy(&w, s + n - 8, 8);
-			memcpy(d + n - 8, &w, 8);
-		}
-	} else if (n >= 4 && n < 8) {
-		memcpy(d, s, 4);
-		memcpy(d + n - 4, s + n - 4, 4);
-	} else if (n && n < 4) {
-		d[0] = s[0];
-		d[n / 2] = s[n / 2];
-		d[n - 1] = s[n - 1];
-	} else if (n) {
-		memcpy(d, s, n);
-	}
-}
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-
-/*
  * After publishing, wake the peer if it may be asleep.  The ARMED bit is
  * read after our publishing store; lib/spsc.c explains why that, plus the
  * peer's membarrier when it arms, is enough for a wakeup never to be lost.
@@ -373,13 +332,13 @@ static inline void sluice__spsc_copy(void *dst, const void *src, size_t n)
  */
 static inline void sluice__spsc_kick(struct sluice_spsc *q)
 {
-	if (__builtin_expect(atomic_load_explicit(&q->peer->ctl,
+	if (__builtin_expect(atomic_load_explicit(q->peer_ctl,
 						  memory_order_relaxed) &
 			     SLUICE_SPSC_ARMED, 0))
 		sluice__spsc_wake(q);
 }
 
-static inline int sluice_spsc_try_send(struct sluice_spsc *q, const void *buf,
+SLUICE_SPSC_INLINE int sluice_spsc_try_send(struct sluice_spsc *q, const void *buf,
 				       size_t len)
 {
 	uint64_t pos = q->pos;
@@ -390,13 +349,13 @@ static inline int sluice_spsc_try_send(struct sluice_spsc *q, const void *buf,
 	if (__builtin_expect(len > q->slot_size, 0))
 		return -EMSGSIZE;
 	if (__builtin_expect(pos == q->limit || q->held ||
-			     (atomic_load_explicit(&q->peer->ctl, memory_order_relaxed) &
+			     (atomic_load_explicit(q->peer_ctl, memory_order_relaxed) &
 			      (SLUICE_SPSC_CLOSED | SLUICE_SPSC_DEAD)), 0)) {
 		err = sluice__spsc_refill(q);
 		if (err)
 			return err;
 	}
-	sluice__spsc_copy(sluice__spsc_data(q, pos), buf, len);
+	sluice__copy(sluice__spsc_data(q, pos), buf, len, SLUICE__COPY_FRESH);
 	/*
 	 * Publish.  Pairs with the consumer's acquire load of the tag: seeing
 	 * it, the consumer sees the bytes.
@@ -407,13 +366,13 @@ static inline int sluice_spsc_try_send(struct sluice_spsc *q, const void *buf,
 	/*
 	 * No tail store: the consumer finds packets by their tags, and tail
 	 * is announced only when the peer may be asleep (in the kick) or we
-	 * close.  A store to it here cost a tenth of the throughput.
+	 * close: a store per packet here would queue behind the slot's line.
 	 */
 	sluice__spsc_kick(q);
 	return 0;
 }
 
-static inline int sluice_spsc_try_recv(struct sluice_spsc *q, void *buf,
+SLUICE_SPSC_INLINE int sluice_spsc_try_recv(struct sluice_spsc *q, void *buf,
 				       size_t cap)
 {
 	uint64_t pos = q->pos, tag;
@@ -441,18 +400,18 @@ static inline int sluice_spsc_try_recv(struct sluice_spsc *q, void *buf,
 		return -EBADMSG;
 	if (__builtin_expect(len > cap, 0))
 		return -ENOBUFS;
-	sluice__spsc_copy(buf, sluice__spsc_data(q, pos), len);
+	sluice__copy(buf, sluice__spsc_data(q, pos), len, SLUICE__COPY_FRESH);
 	q->pos = pos + 1;
 	/*
 	 * Give the slot back.  Pairs with the producer's acquire load of head
 	 * in sluice__spsc_refill(): it reuses the slot only after our copy.
 	 */
-	atomic_store_explicit(&q->ring->head, pos + 1, memory_order_release);
+	atomic_store_explicit(q->head, pos + 1, memory_order_release);
 	sluice__spsc_kick(q);
 	return (int)len;
 }
 
-static inline int sluice_spsc_send(struct sluice_spsc *q, const void *buf,
+SLUICE_SPSC_INLINE int sluice_spsc_send(struct sluice_spsc *q, const void *buf,
 				   size_t len)
 {
 	int err;
@@ -465,7 +424,7 @@ static inline int sluice_spsc_send(struct sluice_spsc *q, const void *buf,
 	return err;
 }
 
-static inline int sluice_spsc_recv(struct sluice_spsc *q, void *buf, size_t cap)
+SLUICE_SPSC_INLINE int sluice_spsc_recv(struct sluice_spsc *q, void *buf, size_t cap)
 {
 	int ret;
 

@@ -11,6 +11,10 @@
  * every other column then gets a ratio column saying how many times better
  * the subject is, whichever way "better" points for that metric.  Nothing
  * here judges a number; the benchmark only reports.
+ *
+ * The framework's files: bench.c (tables, statistics, printing), run.c
+ * (processes, pinning, clocks), hugepages.c; a suite lives in a file of its
+ * own, named for it, and main.c lists them.
  */
 #ifndef SLUICE_BENCH_H
 #define SLUICE_BENCH_H
@@ -22,6 +26,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <time.h>
+
+#include "../common/msg.h"
 
 #define BENCH_TABLES_MAX	4	/* tables one suite may fill */
 #define BENCH_COLS_MAX	8
@@ -121,11 +127,11 @@ struct bench_stat bench_cell_stat(const struct bench_cell *c);
  */
 double bench_ratio(const struct bench_table *t, int row, int col, int ref);
 
+struct json;
+
 void bench_table_print(const struct bench_table *t, FILE *f);
-/* One JSON object, no trailing newline. */
-void bench_table_json(const struct bench_table *t, FILE *f);
-/* @s as a quoted, escaped JSON string. */
-void bench_json_str(FILE *f, const char *s);
+/* The table as one JSON object, the next item of the array open in @j. */
+void bench_table_json(const struct bench_table *t, struct json *j);
 
 /* ------------------------------------------------------------- statistics */
 
@@ -293,8 +299,23 @@ const char *bench_hugepages_changes(void);
 void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void bench_progress_done(void);
 
-/* Suites that live in files of their own. */
-int suite_chan(const struct bench_opts *o, struct bench_table *t);	/* bench_chan.c */
-int suite_live(const struct bench_opts *o, struct bench_table *t);	/* bench_live.c */
+/* ------------------------------------------------------------- suites */
+
+/*
+ * A suite fills the BENCH_TABLES_MAX tables it is given: the first, or
+ * several it names.  Returns 0, or a negative errno when it failed (a
+ * skipped column is not a failure).
+ */
+int suite_region(const struct bench_opts *o, struct bench_table *t);	/* region.c */
+int suite_spsc(const struct bench_opts *o, struct bench_table *t);	/* spsc.c */
+int suite_chan(const struct bench_opts *o, struct bench_table *t);	/* chan.c */
+int suite_live(const struct bench_opts *o, struct bench_table *t);	/* live.c */
+
+/* Their limits and defaults that the options and --help quote. */
+#define REGION_MIN_SIZE		(4ull << 20)
+#define REGION_DEFAULT_ACCESSES	(4ull << 20)
+#define LAT_SAMPLES		40000
+#define LAT_QUICK_SAMPLES	10000
+#define LAT_SAMPLES_MAX		10000000
 
 #endif /* SLUICE_BENCH_H */

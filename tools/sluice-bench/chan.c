@@ -51,8 +51,6 @@
 #include "internal.h"
 #include "peers.h"
 
-/* Registered in sluice-bench.c's suites[]. */
-
 #define FRAME			64u		/* bytes per frame */
 #define BATCH			PEER_BURST	/* frames per call */
 /*
@@ -954,8 +952,7 @@ int suite_chan(const struct bench_opts *o, struct bench_table *t)
 	shlen = ring_off + ring_len;
 	sh = bench_shared_alloc(shlen);
 	if (!sh) {
-		fprintf(stderr, "sluice-bench: chan: cannot map %zu bytes of shared memory\n",
-			shlen);
+		errmsg("chan: cannot map %zu bytes of shared memory", shlen);
 		return -ENOMEM;
 	}
 	if (ring_len)

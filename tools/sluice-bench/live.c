@@ -53,8 +53,6 @@
 #include "bench.h"
 #include "internal.h"
 
-/* Registered in sluice-bench.c's suites[]. */
-
 #define LIVE_SAMPLES		200	/* deaths per monitor column */
 #define LIVE_QUICK_SAMPLES	50
 #define LIVE_SAMPLES_MAX	10000
@@ -635,7 +633,7 @@ int suite_live(const struct bench_opts *o, struct bench_table *t)
 		}
 	}
 	if (!lr.sh || !lat[0] || !lat[1] || !lat[2]) {
-		fprintf(stderr, "sluice-bench: live: out of memory\n");
+		errmsg("live: out of memory");
 		err = -ENOMEM;
 		goto out_free;
 	}
