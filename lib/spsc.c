@@ -357,11 +357,12 @@ static int handle_init(struct sluice_region *r, struct sluice_spsc_ring *ring,
 			  SLUICE_SPSC_CONSUMER : SLUICE_SPSC_PRODUCER);
 	q->pub.tags = (_Atomic uint64_t *)((unsigned char *)ring + cfg->tags_off);
 	q->pub.slots = (unsigned char *)ring + cfg->slots_off;
-	q->count = cfg->slot_count;
+	q->pub.count = cfg->slot_count;
 	q->pub.mask = cfg->slot_count - 1;
 	q->pub.slot_size = cfg->slot_size;
 	q->pub.stride = cfg->stride;
 	q->region = r;
+	q->pub.ring = ring;
 	q->pub.head = &ring->head;
 	q->pub.peer_ctl = &q->peer->ctl;
 	sluice__wait_init(&q->w, &spsc_wait_kind,
@@ -386,7 +387,7 @@ static int handle_init(struct sluice_region *r, struct sluice_spsc_ring *ring,
 	head = atomic_load_explicit(&ring->head, memory_order_acquire);
 	tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
 	/* tail lags (it is announced, not kept), but never leads by a lap. */
-	if ((int64_t)(tail - head) > (int64_t)q->count) {
+	if ((int64_t)(tail - head) > (int64_t)q->pub.count) {
 		err = -EBADMSG;
 		goto err_release;
 	}
@@ -398,10 +399,10 @@ static int handle_init(struct sluice_region *r, struct sluice_spsc_ring *ring,
 		 */
 		if ((int64_t)(tail - head) < 0)
 			tail = head;
-		while (tail - head < q->count && sluice__spsc_published(q, tail, &tag))
+		while (tail - head < q->pub.count && sluice__spsc_published(q, tail, &tag))
 			tail++;
 		q->pub.pos = tail;
-		q->pub.limit = head + q->count;
+		q->pub.limit = head + q->pub.count;
 	} else {
 		q->pub.pos = head;
 	}
@@ -534,16 +535,16 @@ int sluice__spsc_refill(struct sluice_spsc *pq)
 			return -EPIPE;
 		/* Pairs with the consumer's release store of head. */
 		idx = atomic_load_explicit(&q->ring->head, memory_order_acquire);
-		if (q->pub.pos - idx > q->count)
+		if (q->pub.pos - idx > q->pub.count)
 			return -EBADMSG;
 		/*
 		 * head only grows.  Behind what we saw before, it would take
 		 * back room a wait has already reported: the call it woke
 		 * would find none, and the two must agree.
 		 */
-		if (idx + q->count < q->pub.limit)
+		if (idx + q->pub.count < q->pub.limit)
 			return -EBADMSG;
-		q->pub.limit = idx + q->count;
+		q->pub.limit = idx + q->pub.count;
 		if (q->pub.limit == q->pub.pos) {
 			deny_ready(q);
 			return -EAGAIN;
@@ -605,7 +606,7 @@ static void disarm(struct sluice__spsc *q)
  */
 static enum sluice__slip_found found_now(struct sluice__spsc *q)
 {
-	uint32_t far = q->count / 2 > 2 ? q->count / 2 : 2;
+	uint32_t far = q->pub.count / 2 > 2 ? q->pub.count / 2 : 2;
 	uint64_t tag;
 
 	if (q->pub.role == SLUICE_SPSC_PRODUCER)
@@ -815,7 +816,7 @@ void sluice_spsc_set_cancel(struct sluice_spsc *pq, struct sluice_cancel *c)
 uint32_t sluice_spsc_slot_count(const struct sluice_spsc *pq)
 {
 	const struct sluice__spsc *q = (const struct sluice__spsc *)pq;
-	return q->count;
+	return q->pub.count;
 }
 
 uint32_t sluice_spsc_slot_size(const struct sluice_spsc *pq)

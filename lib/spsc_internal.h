@@ -30,7 +30,6 @@ struct sluice__spsc {
 	struct sluice_spsc_ring *ring;
 	struct sluice_spsc_side *self;	/* our side's control line */
 	struct sluice_spsc_side *peer;	/* the other side's */
-	uint32_t count;
 	struct sluice__wait w;
 	struct sluice_region *region;
 	struct sluice__spsc_fd *ev;	/* eventfd bridge, if any */

@@ -54,7 +54,8 @@ extern "C" {
 struct sluice_liveness;
 
 enum sluice_liveness_backend {
-	SLUICE_LIVENESS_AUTO = 0,	/* BPF if it loads, else pidfd */
+	SLUICE_LIVENESS_AUTO = 0,	/* BPF if it loads (and the library was
+					 * built with it), else pidfd */
 	SLUICE_LIVENESS_BPF = 1,	/* BPF or fail */
 	SLUICE_LIVENESS_PIDFD = 2,	/* pidfd polling */
 };

@@ -5,8 +5,9 @@
  * Every sluice option struct starts with "size_t sz", its own size as the
  * caller's compiler saw it.  A newer library reads only the fields an older
  * caller knew about and treats the rest as defaults; an older library
- * rejects (-EINVAL) a newer caller that set a field it does not know.  This
- * is libbpf's LIBBPF_OPTS pattern.
+ * rejects (-EINVAL) a newer caller that set a field it does not know: a
+ * non-zero byte past the end of the last field it knows, what is tail
+ * padding to it included.  This is libbpf's LIBBPF_OPTS and OPTS_VALID.
  *
  *	SLUICE_OPTS(sluice_region_opts, opts, .pages = SLUICE_PAGES_REQUIRE_HUGE);
  *	err = sluice_region_create("frames", 64 << 20, &opts, &r);

@@ -39,35 +39,45 @@
 #define SLUICE_SPSC_TAG_IS(tag, idx) \
 	((uint32_t)((tag) >> 32) == (uint32_t)((idx) + 1))
 
-/* The part of a ring handle the inline calls use.  Fields are private. */
+/*
+ * The part of a ring handle the inline calls use.  Fields are private.
+ * Every field 0.4's inline calls read stays where it was, so programs
+ * built against 0.4 keep working: they loaded head through @ring (at its
+ * offset 128) and the peer's ctl through the pointer at 16 (ctl is the
+ * first word of a side).
+ */
 struct sluice_spsc {
+	void *ring;			/* the ring, for 0.4's inline calls */
+	void *unused;
+	_Atomic uint32_t *peer_ctl;	/* the other side's ctl word, shared */
 	_Atomic uint64_t *tags;		/* (index + 1) << 32 | length */
 	unsigned char *slots;
-	_Atomic uint64_t *head;		/* the consumer's index, shared */
-	_Atomic uint32_t *peer_ctl;	/* the other side's ctl word, shared */
+	uint32_t mask;
+	uint32_t slot_size;
+	uint32_t stride;
+	uint32_t count;
 	/* Producer: next index to publish; consumer: next index to read. */
 	uint64_t pos;
 	/* Producer: head + count as last seen (room until there). */
 	uint64_t limit;
-	uint32_t mask;
-	uint32_t stride;
-	uint32_t slot_size;
 	uint32_t held;			/* reserved (producer) or peeked (consumer) */
 	uint32_t role;
+	_Atomic uint64_t *head;		/* the consumer's index, shared */
 };
 
-/* Compiled-in offsets of every program that inlined a call: pin them. */
-_Static_assert(offsetof(struct sluice_spsc, tags) == 0, "spsc handle changed");
-_Static_assert(offsetof(struct sluice_spsc, slots) == 8, "spsc handle changed");
-_Static_assert(offsetof(struct sluice_spsc, head) == 16, "spsc handle changed");
-_Static_assert(offsetof(struct sluice_spsc, peer_ctl) == 24, "spsc handle changed");
-_Static_assert(offsetof(struct sluice_spsc, pos) == 32, "spsc handle changed");
-_Static_assert(offsetof(struct sluice_spsc, limit) == 40, "spsc handle changed");
-_Static_assert(offsetof(struct sluice_spsc, mask) == 48, "spsc handle changed");
-_Static_assert(offsetof(struct sluice_spsc, stride) == 52, "spsc handle changed");
-_Static_assert(offsetof(struct sluice_spsc, slot_size) == 56, "spsc handle changed");
-_Static_assert(offsetof(struct sluice_spsc, held) == 60, "spsc handle changed");
-_Static_assert(offsetof(struct sluice_spsc, role) == 64, "spsc handle changed");
-_Static_assert(sizeof(struct sluice_spsc) == 72, "spsc handle changed");
+/* Compiled into every program that inlined a call: pinned. */
+_Static_assert(offsetof(struct sluice_spsc, ring) == 0, "spsc handle changed");
+_Static_assert(offsetof(struct sluice_spsc, peer_ctl) == 16, "spsc handle changed");
+_Static_assert(offsetof(struct sluice_spsc, tags) == 24, "spsc handle changed");
+_Static_assert(offsetof(struct sluice_spsc, slots) == 32, "spsc handle changed");
+_Static_assert(offsetof(struct sluice_spsc, mask) == 40, "spsc handle changed");
+_Static_assert(offsetof(struct sluice_spsc, slot_size) == 44, "spsc handle changed");
+_Static_assert(offsetof(struct sluice_spsc, stride) == 48, "spsc handle changed");
+_Static_assert(offsetof(struct sluice_spsc, pos) == 56, "spsc handle changed");
+_Static_assert(offsetof(struct sluice_spsc, limit) == 64, "spsc handle changed");
+_Static_assert(offsetof(struct sluice_spsc, held) == 72, "spsc handle changed");
+_Static_assert(offsetof(struct sluice_spsc, role) == 76, "spsc handle changed");
+_Static_assert(offsetof(struct sluice_spsc, head) == 80, "spsc handle changed");
+_Static_assert(sizeof(struct sluice_spsc) == 88, "spsc handle changed");
 
 #endif /* SLUICE_SPSC_CORE_H */
