@@ -266,9 +266,11 @@ void sluice__chan_idle(struct sluice_chan *ch, struct sluice__chan_trying *t)
  * death always finds it.  Peers that joined since it last looked are
  * watched.
  */
-bool sluice__chan_tick(struct sluice_chan *ch, struct sluice__wait_call *c,
-		       uint64_t now, uint64_t *wake_at)
+bool sluice__chan_tick(void *end, struct sluice__wait_call *c, uint64_t now,
+		       uint64_t *wake_at)
 {
+	struct sluice_chan *ch = *(struct sluice_chan **)end;
+
 	if (!c->next_sweep)
 		c->next_sweep = now + SLUICE__CHAN_SWEEP_NS;
 	if ((ch->live && atomic_exchange_explicit(&ch->dead_seen, 0, memory_order_seq_cst)) ||
@@ -303,12 +305,6 @@ static void geometry_of(struct sluice_chan_hdr *c)
 	c->size = c->data_off + c->capacity;
 }
 
-static uint64_t config_csum(const struct sluice_chan_hdr *c)
-{
-	return sluice__fnv1a((const unsigned char *)c + CHAN_CSUM_FROM,
-			     CHAN_CSUM_TO - CHAN_CSUM_FROM);
-}
-
 static bool capacity_ok(uint64_t cap)
 {
 	return sluice__is_pow2(cap) && cap >= SLUICE_CHAN_CAPACITY_MIN &&
@@ -320,16 +316,13 @@ static bool ends_ok(uint32_t n)
 	return n >= 1 && n <= SLUICE_CHAN_ENDS_MAX;
 }
 
-/* Check a private copy of the configuration against its object. */
+/* Check a private copy of the configuration (ABI and checksum checked) against its object. */
 static int config_check(const void *cfg, uint64_t obj_size)
 {
 	const struct sluice_chan_hdr *c = cfg;
 	struct sluice_chan_hdr g;
 
-	if (c->abi != SLUICE_CHAN_ABI)
-		return -EPROTO;
-	if (c->csum != config_csum(c) || !capacity_ok(c->capacity) ||
-	    c->policy > SLUICE_CHAN_OVERWRITE ||
+	if (!capacity_ok(c->capacity) || c->policy > SLUICE_CHAN_OVERWRITE ||
 	    !ends_ok(c->readers_max) || !ends_ok(c->writers_max))
 		return -EBADMSG;
 	/* Laid out again from its sizes, it must come out the same. */
@@ -343,13 +336,9 @@ static int config_check(const void *cfg, uint64_t obj_size)
 }
 
 /* How attach and introspection read a channel. */
-const struct sluice__obj_kind sluice__chan_obj = {
-	.type = SLUICE_OBJ_CHAN,
-	.min = sizeof(struct sluice_chan_hdr),
-	.magic = SLUICE_CHAN_MAGIC,
-	.cfg_len = CHAN_CSUM_TO + sizeof(uint64_t),
-	.check = config_check,
-};
+const struct sluice__obj_kind sluice__chan_obj =
+	SLUICE__OBJ_KIND(SLUICE_OBJ_CHAN, struct sluice_chan_hdr, SLUICE_CHAN_ABI,
+			 SLUICE_CHAN_MAGIC, config_check);
 
 static bool opts_ok(const struct sluice_chan_opts *opts)
 {
@@ -417,11 +406,9 @@ int sluice_chan_create(struct sluice_region *r, const char *name,
 		cfg.salt = sluice__now_ns(CLOCK_MONOTONIC) ^ ((uint64_t)getpid() << 32);
 
 	/* Made privately, copied out (the region zeroed the rest). */
-	cfg.abi = SLUICE_CHAN_ABI;
 	cfg.policy = policy;
 	cfg.capacity = capacity;
 	geometry_of(&cfg);
-	cfg.csum = config_csum(&cfg);
 	err = sluice__obj_create(r, name, &sluice__chan_obj, &cfg, cfg.size, (void **)&h);
 	return err ? err : handle_init(r, h, &cfg, opts, out);
 }
@@ -439,7 +426,7 @@ void sluice__chan_map_of(struct sluice_chan_hdr *h, const struct sluice_chan_hdr
 
 uint64_t sluice__chan_csum(const struct sluice_chan_hdr *cfg)
 {
-	return config_csum(cfg);
+	return sluice__obj_csum(&sluice__chan_obj, cfg);
 }
 
 int sluice_chan_attach(struct sluice_region *r, const char *name,
@@ -447,7 +434,6 @@ int sluice_chan_attach(struct sluice_region *r, const char *name,
 		       struct sluice_chan **out)
 {
 	struct sluice_chan_hdr *h, cfg;
-	struct sluice_obj_info obj;
 	int err;
 
 	if (!r || !out || !opts_ok(opts))
@@ -455,10 +441,7 @@ int sluice_chan_attach(struct sluice_region *r, const char *name,
 	if (SLUICE_OPT(opts, sluice_chan_opts, readers_max, 0) ||
 	    SLUICE_OPT(opts, sluice_chan_opts, writers_max, 0))
 		return -EINVAL;
-	err = sluice_region_find(r, name, &obj);
-	if (err)
-		return err;
-	err = sluice__obj_config(r, &obj, &sluice__chan_obj, &cfg, (void **)&h);
+	err = sluice__obj_find(r, name, &sluice__chan_obj, &cfg, (void **)&h);
 	if (err)
 		return err;
 	return handle_init(r, h, &cfg, opts, out);

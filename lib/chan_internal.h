@@ -169,6 +169,18 @@ RACY void racy_copy(void *dst, const void *src, size_t n)
  * Shared between the files of channels; the comment of each is at its
  * definition.
  */
+/* An endpoint opened on @ch: sluice_chan_close() refuses while one is. */
+static inline void sluice__chan_end_get(struct sluice_chan *ch)
+{
+	atomic_fetch_add_explicit(&ch->ends, 1, memory_order_relaxed);
+}
+
+/* An endpoint done with @ch: release, paired with sluice_chan_close()'s acquire. */
+static inline void sluice__chan_end_put(struct sluice_chan *ch)
+{
+	atomic_fetch_sub_explicit(&ch->ends, 1, memory_order_release);
+}
+
 void sluice__chan_advance(struct sluice_chan *ch);
 void sluice__chan_seal(struct sluice_chan *ch, uint64_t at, uint32_t bytes,
 		       uint32_t frames, uint32_t kind);
@@ -184,8 +196,9 @@ int sluice__chan_end_opts_read(const struct sluice_chan_end_opts *opts,
 void sluice__chan_waiting_init(struct sluice__wait *w, const struct sluice_chan *ch,
 			       const struct sluice_chan_end_opts *o);
 void sluice__chan_idle(struct sluice_chan *ch, struct sluice__chan_trying *t);
-bool sluice__chan_tick(struct sluice_chan *ch, struct sluice__wait_call *c,
-		       uint64_t now, uint64_t *wake_at);
+/* The tick of a reader's or writer's wait: @end is one, its channel first in it. */
+bool sluice__chan_tick(void *end, struct sluice__wait_call *c, uint64_t now,
+		       uint64_t *wake_at);
 int sluice__chan_expired(void *arg);
 
 #endif /* SLUICE_CHAN_INTERNAL_H */

@@ -69,14 +69,13 @@ struct sluice_chan_hdr {
 #define CHAN_CSUM_FROM		__builtin_offsetof(struct sluice_chan_hdr, abi)
 #define CHAN_CSUM_TO		__builtin_offsetof(struct sluice_chan_hdr, csum)
 
-/* The magic first: sluice__obj_config() reads it there for every kind. */
-_Static_assert(__builtin_offsetof(struct sluice_chan_hdr, magic) == 0, "chan magic moved");
-_Static_assert(__builtin_offsetof(struct sluice_chan_hdr, csum) == 80, "chan config moved");
-_Static_assert(__builtin_offsetof(struct sluice_chan_hdr, tail) == 128, "chan tail moved");
-_Static_assert(__builtin_offsetof(struct sluice_chan_hdr, committed) == 192, "chan committed moved");
-_Static_assert(__builtin_offsetof(struct sluice_chan_hdr, ctl) == 256, "chan ctl moved");
-_Static_assert(__builtin_offsetof(struct sluice_chan_hdr, rseq) == 320, "chan rseq moved");
-_Static_assert(__builtin_offsetof(struct sluice_chan_hdr, wseq) == 384, "chan wseq moved");
+/* Pinned: processes of other builds share it; the magic first, where
+ * sluice__obj_config() reads it for every kind. */
+#define CHAN_AT(f, off)	(__builtin_offsetof(struct sluice_chan_hdr, f) == (off))
+_Static_assert(CHAN_AT(magic, 0) && CHAN_AT(csum, 80), "chan configuration moved");
+_Static_assert(CHAN_AT(tail, 128) && CHAN_AT(committed, 192) && CHAN_AT(ctl, 256) &&
+	       CHAN_AT(rseq, 320) && CHAN_AT(wseq, 384), "chan hot lines moved");
+#undef CHAN_AT
 _Static_assert(sizeof(struct sluice_chan_hdr) == 448, "chan header changed");
 
 /*

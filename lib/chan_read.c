@@ -21,6 +21,16 @@
 
 #define SKIPS_MAX		64u		/* empty slices a read passes */
 
+/* Our place in the reader table, given back. */
+static void place_give(struct sluice_chan *ch, uint32_t i)
+{
+	struct sluice_chan_rent *e = &ch->m.readers[i];
+
+	atomic_store_explicit(&e->start, 0, memory_order_relaxed);
+	/* seq_cst: a writer looking for the slowest cursor after this passes ours by. */
+	atomic_store_explicit(&e->owner, 0, memory_order_seq_cst);
+}
+
 struct sluice_chan_reader {
 	struct sluice_chan *ch;
 	uint32_t kind;
@@ -35,6 +45,8 @@ struct sluice_chan_reader {
 	struct sluice__wait w;
 	struct sluice__chan_trying t;
 };
+/* sluice__chan_tick() finds our channel first in us. */
+_Static_assert(__builtin_offsetof(struct sluice_chan_reader, ch) == 0, "ch moved");
 
 /* Parenthesised: the header's macro of this name takes old options too. */
 int (sluice_chan_reader_open)(struct sluice_chan *ch, enum sluice_chan_kind kind,
@@ -84,7 +96,7 @@ int (sluice_chan_reader_open)(struct sluice_chan *ch, enum sluice_chan_kind kind
 	if (c % CHAN_ALIGN ||
 	    c > tail_pos(atomic_load_explicit(&ch->m.h->tail, memory_order_acquire))) {
 		/* Not a position writers made: refuse rather than read there. */
-		atomic_store_explicit(&e->owner, 0, memory_order_seq_cst);
+		place_give(ch, i);
 		free(r);
 		return -EBADMSG;
 	}
@@ -96,26 +108,21 @@ int (sluice_chan_reader_open)(struct sluice_chan *ch, enum sluice_chan_kind kind
 	r->cursor = c;
 	r->pos = r->end = c;
 	sluice__chan_waiting_init(&r->w, ch, &o);
-	atomic_fetch_add_explicit(&ch->ends, 1, memory_order_relaxed);
+	sluice__chan_end_get(ch);
 	*out = r;
 	return 0;
 }
 
 void sluice_chan_reader_close(struct sluice_chan_reader *r)
 {
-	struct sluice_chan *ch;
-
 	if (!r)
 		return;
-	ch = r->ch;
-	atomic_store_explicit(&ch->m.readers[r->ent].start, 0, memory_order_relaxed);
-	atomic_store_explicit(&ch->m.readers[r->ent].owner, 0, memory_order_seq_cst);
+	place_give(r->ch, r->ent);
 	/* Writers held back by us may go on. */
 	if (r->kind == SLUICE_CHAN_STRONG &&
-	    atomic_load_explicit(&ch->m.h->wwait, memory_order_seq_cst))
-		sluice__futex_bump_wake(&ch->m.h->wseq);
-	/* Release: pairs with sluice_chan_close()'s acquire; we are done. */
-	atomic_fetch_sub_explicit(&ch->ends, 1, memory_order_release);
+	    atomic_load_explicit(&r->ch->m.h->wwait, memory_order_seq_cst))
+		sluice__futex_bump_wake(&r->ch->m.h->wseq);
+	sluice__chan_end_put(r->ch);
 	free(r);
 }
 
@@ -245,6 +252,14 @@ static int publish_cursor(struct sluice_chan_reader *r, uint64_t p)
 	return 0;
 }
 
+/* Where the next call goes on: at @p, in a slice that ends at @end, @left frames on. */
+static inline void park(struct sluice_chan_reader *r, uint64_t p, uint64_t end, uint32_t left)
+{
+	r->pos = p;
+	r->end = end;
+	r->left = left;
+}
+
 /*
  * The body of try_read(), inlined twice so that a strong reader's loop
  * carries no test of @weak.  Within a slice the frames are walked with a
@@ -340,9 +355,7 @@ try_read_as(struct sluice_chan_reader *r, struct iovec *iov, unsigned int n,
 			if (err)
 				return err;
 		}
-		r->pos = p;
-		r->end = end;
-		r->left = left;
+		park(r, p, end, left);
 		/* Stopped at SKIPS_MAX: more to pass, the wait will say so. */
 		return skips == SKIPS_MAX ? -EAGAIN : nothing(r);
 	}
@@ -357,9 +370,7 @@ stop:
 		return bad(r, from);
 	if (weak && overrun(r, from))
 		return resume(r);
-	r->pos = p;
-	r->end = end;
-	r->left = left;
+	park(r, p, end, left);
 	return -ENOBUFS;
 
 took:
@@ -370,9 +381,7 @@ took:
 		if (err)
 			return err;
 	}
-	r->pos = p;
-	r->end = end;
-	r->left = left;
+	park(r, p, end, left);
 	return (int)i;
 }
 
@@ -427,16 +436,10 @@ static void slip_adapt(struct sluice_chan_reader *r, uint64_t from, int took)
 	r->w.slip = sluice__slip_next(r->w.slip, r->w.polls, found, r->w.kind->slip_max);
 }
 
-static bool reader_tick(void *arg, struct sluice__wait_call *c, uint64_t now,
-			uint64_t *wake_at)
-{
-	return sluice__chan_tick(((struct sluice_chan_reader *)arg)->ch, c, now, wake_at);
-}
-
 static const struct sluice__wait_ops reader_wait = {
 	.ready = frame_ready,
 	.expired = sluice__chan_expired,
-	.tick = reader_tick,
+	.tick = sluice__chan_tick,
 };
 
 static int read_batch(struct sluice_chan_reader *r, struct iovec *iov,

@@ -41,6 +41,8 @@ struct sluice_chan_writer {
 	struct sluice__wait w;
 	struct sluice__chan_trying t;
 };
+/* sluice__chan_tick() finds our channel first in us. */
+_Static_assert(__builtin_offsetof(struct sluice_chan_writer, ch) == 0, "ch moved");
 
 /* What a tail word says to a writer: 0 (reserve on), or why not. */
 static int tail_verdict(uint64_t t)
@@ -177,7 +179,7 @@ int (sluice_chan_writer_open)(struct sluice_chan *ch, enum sluice_chan_kind kind
 			return tail & CHAN_TAIL_TERM ? -ECONNABORTED : -EPIPE;
 		}
 	}
-	atomic_fetch_add_explicit(&ch->ends, 1, memory_order_relaxed);
+	sluice__chan_end_get(ch);
 	*out = w;
 	return 0;
 }
@@ -397,16 +399,10 @@ static int room_ready(void *arg)
 	return at + w->want <= w->limit ? 0 : -EAGAIN;
 }
 
-static bool writer_tick(void *arg, struct sluice__wait_call *c, uint64_t now,
-			uint64_t *wake_at)
-{
-	return sluice__chan_tick(((struct sluice_chan_writer *)arg)->ch, c, now, wake_at);
-}
-
 static const struct sluice__wait_ops writer_wait = {
 	.ready = room_ready,
 	.expired = sluice__chan_expired,
-	.tick = writer_tick,
+	.tick = sluice__chan_tick,
 };
 
 /* reserve(), waiting for room or a place while it says -EAGAIN. */
@@ -611,8 +607,7 @@ void sluice_chan_writer_close(struct sluice_chan_writer *w)
 	}
 	if (w->ent >= 0)
 		place_give(ch, (uint32_t)w->ent);
-	/* Release: pairs with sluice_chan_close()'s acquire; we are done. */
-	atomic_fetch_sub_explicit(&ch->ends, 1, memory_order_release);
+	sluice__chan_end_put(ch);
 	free(w);
 }
 

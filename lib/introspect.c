@@ -15,9 +15,29 @@
 #include "introspect.h"
 #include "spsc_internal.h"
 
+/* Every kind's configuration starts with its magic, then its ABI number. */
+struct obj_cfg_head {
+	uint64_t magic;
+	uint32_t abi;
+};
+
+static uint64_t *csum_of(const struct sluice__obj_kind *k, const void *cfg)
+{
+	return (uint64_t *)((char *)cfg + k->cfg_len - sizeof(uint64_t));
+}
+
+uint64_t sluice__obj_csum(const struct sluice__obj_kind *k, const void *cfg)
+{
+	const size_t from = __builtin_offsetof(struct obj_cfg_head, abi);
+
+	return sluice__fnv1a((const unsigned char *)cfg + from,
+			     k->cfg_len - sizeof(uint64_t) - from);
+}
+
 int sluice__obj_config(const struct sluice_region *r, const struct sluice_obj_info *oi,
 		       const struct sluice__obj_kind *k, void *cfg, void **obj)
 {
+	const struct obj_cfg_head *c = cfg;
 	uint64_t magic;
 	void *p;
 
@@ -36,6 +56,10 @@ int sluice__obj_config(const struct sluice_region *r, const struct sluice_obj_in
 	/* Read once, check the copy, use the copy. */
 	memcpy(cfg, p, k->cfg_len);
 	*obj = p;
+	if (c->abi != k->abi)
+		return -EPROTO;		/* another layout: its checksum may differ too */
+	if (*csum_of(k, cfg) != sluice__obj_csum(k, cfg))
+		return -EBADMSG;
 	return k->check(cfg, oi->size);
 }
 
@@ -49,12 +73,14 @@ void sluice__obj_publish(const struct sluice__obj_kind *k, void *obj, const void
 }
 
 int sluice__obj_create(struct sluice_region *r, const char *name,
-		       const struct sluice__obj_kind *k, const void *cfg, uint64_t size,
+		       const struct sluice__obj_kind *k, void *cfg, uint64_t size,
 		       void **obj)
 {
 	uint64_t off;
 	int err;
 
+	((struct obj_cfg_head *)cfg)->abi = k->abi;
+	*csum_of(k, cfg) = sluice__obj_csum(k, cfg);
 	/* On a line: its hot words are laid out from there. */
 	err = sluice_region_alloc(r, name, k->type, size, 64, &off);
 	if (err)
@@ -64,24 +90,14 @@ int sluice__obj_create(struct sluice_region *r, const char *name,
 	return 0;
 }
 
-/* An object of kind @k, read as attach reads it; NULL with the reason. */
-static void *obj_read(const struct sluice_region *r, const struct sluice_obj_info *oi,
-		      const struct sluice__obj_kind *k, void *cfg, int *err)
-{
-	void *p = NULL;
-
-	*err = sluice__obj_config(r, oi, k, cfg, &p);
-	return *err ? NULL : p;
-}
-
-/* The object named @name, read as above. */
-static void *obj_find(const struct sluice_region *r, const char *name,
-		      const struct sluice__obj_kind *k, void *cfg, int *err)
+int sluice__obj_find(const struct sluice_region *r, const char *name,
+		     const struct sluice__obj_kind *k, void *cfg, void **obj)
 {
 	struct sluice_obj_info oi;
+	int err;
 
-	*err = sluice_region_find(r, name, &oi);
-	return *err ? NULL : obj_read(r, &oi, k, cfg, err);
+	err = sluice_region_find(r, name, &oi);
+	return err ? err : sluice__obj_config(r, &oi, k, cfg, obj);
 }
 
 /* ---------------------------------------------------------------- SPSC */
@@ -92,21 +108,22 @@ int sluice__spsc_describe(const struct sluice_region *r, const struct sluice_obj
 	struct sluice_spsc_ring *ring, cfg;
 	int err;
 
-	ring = obj_read(r, oi, &sluice__spsc_obj, &cfg, &err);
-	if (!ring)
+	err = sluice__obj_config(r, oi, &sluice__spsc_obj, &cfg, (void **)&ring);
+	if (err)
 		return err;
-	memset(d, 0, sizeof(*d));
-	d->slot_count = cfg.slot_count;
-	d->slot_size = cfg.slot_size;
-	d->stride = cfg.stride;
-	d->size = cfg.size;
 	/* A snapshot: each side moves its own, and nothing orders the two. */
-	d->head = atomic_load_explicit(&ring->head, memory_order_relaxed);
-	d->tail = atomic_load_explicit(&ring->tail, memory_order_relaxed);
-	d->prod_ctl = atomic_load_explicit(&ring->prod.ctl, memory_order_relaxed);
-	d->cons_ctl = atomic_load_explicit(&ring->cons.ctl, memory_order_relaxed);
-	d->prod_wakes = atomic_load_explicit(&ring->prod.seq, memory_order_relaxed);
-	d->cons_wakes = atomic_load_explicit(&ring->cons.seq, memory_order_relaxed);
+	*d = (struct sluice__spsc_desc){
+		.head = atomic_load_explicit(&ring->head, memory_order_relaxed),
+		.tail = atomic_load_explicit(&ring->tail, memory_order_relaxed),
+		.prod_ctl = atomic_load_explicit(&ring->prod.ctl, memory_order_relaxed),
+		.cons_ctl = atomic_load_explicit(&ring->cons.ctl, memory_order_relaxed),
+		.prod_wakes = atomic_load_explicit(&ring->prod.seq, memory_order_relaxed),
+		.cons_wakes = atomic_load_explicit(&ring->cons.seq, memory_order_relaxed),
+		.slot_count = cfg.slot_count,
+		.slot_size = cfg.slot_size,
+		.stride = cfg.stride,
+		.size = cfg.size,
+	};
 	return 0;
 }
 
@@ -122,16 +139,17 @@ int sluice__spsc_map(const struct sluice_region *r, const char *name,
 		     struct sluice__spsc_map *m)
 {
 	struct sluice_spsc_ring *ring, cfg;
-	int err;
+	int err = sluice__obj_find(r, name, &sluice__spsc_obj, &cfg, (void **)&ring);
 
-	ring = obj_find(r, name, &sluice__spsc_obj, &cfg, &err);
-	if (!ring)
+	if (err)
 		return err;
-	m->ring = ring;
-	m->tags = (_Atomic uint64_t *)((unsigned char *)ring + cfg.tags_off);
-	m->slots = (unsigned char *)ring + cfg.slots_off;
-	m->count = cfg.slot_count;
-	m->stride = cfg.stride;
+	*m = (struct sluice__spsc_map){
+		.ring = ring,
+		.tags = (_Atomic uint64_t *)((unsigned char *)ring + cfg.tags_off),
+		.slots = (unsigned char *)ring + cfg.slots_off,
+		.count = cfg.slot_count,
+		.stride = cfg.stride,
+	};
 	return 0;
 }
 
@@ -144,8 +162,8 @@ static int spsc_peers(const struct sluice_region *r, const struct sluice_obj_inf
 	uint32_t ctl;
 	int i, err;
 
-	ring = obj_read(r, oi, &sluice__spsc_obj, &cfg, &err);
-	if (!ring)
+	err = sluice__obj_config(r, oi, &sluice__spsc_obj, &cfg, (void **)&ring);
+	if (err)
 		return err;
 	for (i = 0; i < 2; i++) {
 		side = i ? &ring->cons : &ring->prod;
@@ -172,29 +190,31 @@ int sluice__chan_describe(const struct sluice_region *r, const struct sluice_obj
 			  struct sluice__chan_desc *d)
 {
 	struct sluice_chan_hdr *h, cfg;
-	uint64_t tail;
+	uint64_t committed, tail;
 	uint32_t ctl;
 	int err;
 
-	h = obj_read(r, oi, &sluice__chan_obj, &cfg, &err);
-	if (!h)
+	err = sluice__obj_config(r, oi, &sluice__chan_obj, &cfg, (void **)&h);
+	if (err)
 		return err;
-	memset(d, 0, sizeof(*d));
-	d->capacity = cfg.capacity;
-	d->policy = cfg.policy;
-	d->readers_max = cfg.readers_max;
-	d->writers_max = cfg.writers_max;
-	d->size = cfg.size;
-	d->data_off = cfg.data_off;
 	/* committed before tail: both only grow, so honest ones compare right. */
-	d->committed = atomic_load_explicit(&h->committed, memory_order_acquire);
+	committed = atomic_load_explicit(&h->committed, memory_order_acquire);
 	tail = atomic_load_explicit(&h->tail, memory_order_acquire);
 	ctl = atomic_load_explicit(&h->ctl, memory_order_acquire);
-	d->tail = tail & CHAN_TAIL_POS;
-	d->draining = (ctl & CHAN_CTL_DRAIN) || (tail & CHAN_TAIL_DRAIN);
-	d->terminated = (ctl & CHAN_CTL_TERM) || (tail & CHAN_TAIL_TERM);
-	d->abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
-	d->swept = atomic_load_explicit(&h->swept, memory_order_relaxed);
+	*d = (struct sluice__chan_desc){
+		.capacity = cfg.capacity,
+		.policy = cfg.policy,
+		.readers_max = cfg.readers_max,
+		.writers_max = cfg.writers_max,
+		.size = cfg.size,
+		.data_off = cfg.data_off,
+		.tail = tail & CHAN_TAIL_POS,
+		.committed = committed,
+		.draining = (ctl & CHAN_CTL_DRAIN) || (tail & CHAN_TAIL_DRAIN),
+		.terminated = (ctl & CHAN_CTL_TERM) || (tail & CHAN_TAIL_TERM),
+		.abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed),
+		.swept = atomic_load_explicit(&h->swept, memory_order_relaxed),
+	};
 	return 0;
 }
 
@@ -204,11 +224,10 @@ int sluice__chan_map(const struct sluice_region *r, const char *name,
 	struct sluice_chan_hdr *h, cfg;
 	int err;
 
-	h = obj_find(r, name, &sluice__chan_obj, &cfg, &err);
-	if (!h)
-		return err;
-	sluice__chan_map_of(h, &cfg, m);
-	return 0;
+	err = sluice__obj_find(r, name, &sluice__chan_obj, &cfg, (void **)&h);
+	if (!err)
+		sluice__chan_map_of(h, &cfg, m);
+	return err;
 }
 
 /* One place of a channel's table: taken, by a pid, of a known kind. */
@@ -243,8 +262,8 @@ static int chan_peers(const struct sluice_region *r, const struct sluice_obj_inf
 	uint32_t i;
 	int err;
 
-	h = obj_read(r, oi, &sluice__chan_obj, &cfg, &err);
-	if (!h)
+	err = sluice__obj_config(r, oi, &sluice__chan_obj, &cfg, (void **)&h);
+	if (err)
 		return err;
 	wr = (struct sluice_chan_went *)((unsigned char *)h + cfg.writers_off);
 	rd = (struct sluice_chan_rent *)((unsigned char *)h + cfg.readers_off);

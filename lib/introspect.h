@@ -141,14 +141,33 @@ uint64_t sluice__region_csum(const struct sluice_region_hdr *h);
 
 /* ---------------------------------------------------------------- owners */
 
-/* How to read an object of one type; its owner's file defines it. */
+/*
+ * How to read an object of one type; its owner's file defines it.  Every
+ * kind's configuration is laid out alike: its magic, then its ABI number,
+ * its own fields, and last an FNV-1a checksum of all between magic and it.
+ */
 struct sluice__obj_kind {
 	uint32_t type;			/* SLUICE_OBJ_* */
+	uint32_t abi;			/* the layout this library reads and writes */
 	uint64_t min;			/* its header's bytes */
 	uint64_t magic;			/* the first word, stored last at create */
-	size_t cfg_len;			/* its configuration's bytes, from the start */
-	int (*check)(const void *cfg, uint64_t size);	/* 0, -EPROTO, -EBADMSG */
+	size_t cfg_len;			/* its configuration's bytes, checksum and all */
+	/* Beyond the ABI and the checksum: 0, or -EBADMSG. */
+	int (*check)(const void *cfg, uint64_t size);
 };
+
+/* A kind whose header @hdr carries its configuration up to and with .csum. */
+#define SLUICE__OBJ_KIND(type_, hdr, abi_, magic_, check_) {			\
+	.type = (type_),							\
+	.abi = (abi_),								\
+	.min = sizeof(hdr),							\
+	.magic = (magic_),							\
+	.cfg_len = __builtin_offsetof(hdr, csum) + sizeof(uint64_t),		\
+	.check = (check_),							\
+}
+
+/* The checksum a configuration @cfg of kind @k carries. */
+uint64_t sluice__obj_csum(const struct sluice__obj_kind *k, const void *cfg);
 
 extern const struct sluice__obj_kind sluice__chan_obj;
 extern const struct sluice__obj_kind sluice__spsc_obj;
@@ -162,6 +181,10 @@ extern const struct sluice__obj_kind sluice__spsc_obj;
 int sluice__obj_config(const struct sluice_region *r, const struct sluice_obj_info *oi,
 		       const struct sluice__obj_kind *k, void *cfg, void **obj);
 
+/* The same for the object named @name: -ENOENT if there is none. */
+int sluice__obj_find(const struct sluice_region *r, const char *name,
+		     const struct sluice__obj_kind *k, void *cfg, void **obj);
+
 /*
  * Publish a new object's configuration, made privately in @cfg: copied
  * out after the magic, then the magic stored last, so that an attacher
@@ -172,11 +195,11 @@ void sluice__obj_publish(const struct sluice__obj_kind *k, void *obj, const void
 
 /*
  * Make object @name of kind @k, @size bytes, in @r, and publish its
- * configuration @cfg (checksum and all): its memory in @obj.  0, or what
- * sluice_region_alloc() says.
+ * configuration @cfg, which this seals with its ABI and checksum: its
+ * memory in @obj.  0, or what sluice_region_alloc() says.
  */
 int sluice__obj_create(struct sluice_region *r, const char *name,
-		       const struct sluice__obj_kind *k, const void *cfg, uint64_t size,
+		       const struct sluice__obj_kind *k, void *cfg, uint64_t size,
 		       void **obj);
 
 #endif /* SLUICE_INTROSPECT_H */

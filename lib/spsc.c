@@ -126,14 +126,6 @@ static void geometry_of(struct sluice_spsc_ring *c)
 	c->size = c->slots_off + (uint64_t)c->slot_count * c->stride;
 }
 
-static uint64_t config_csum(const struct sluice_spsc_ring *c)
-{
-	const unsigned char *p = (const unsigned char *)c;
-	size_t from = __builtin_offsetof(struct sluice_spsc_ring, abi);
-
-	return sluice__fnv1a(p + from, SLUICE_SPSC_CSUM_LEN - from);
-}
-
 /* The slot counts and sizes a ring may have, asked for or found. */
 static bool geometry_ok(uint32_t count, uint32_t slot_size)
 {
@@ -142,18 +134,14 @@ static bool geometry_ok(uint32_t count, uint32_t slot_size)
 }
 
 /*
- * Check a private copy of a ring's configuration against the object it
- * lives in.  Counts and sizes are bounded first, so no sum below overflows.
+ * Check a private copy of a ring's configuration (ABI and checksum
+ * checked) against the object it lives in.  Counts and sizes are bounded first, so no sum below overflows.
  */
 static int config_check(const void *cfg, uint64_t obj_size)
 {
 	const struct sluice_spsc_ring *c = cfg;
 	struct sluice_spsc_ring g;
 
-	if (c->abi != SLUICE_SPSC_ABI)
-		return -EPROTO;
-	if (c->csum != config_csum(c))
-		return -EBADMSG;
 	if (!geometry_ok(c->slot_count, c->slot_size))
 		return -EBADMSG;
 	/* Laid out again from its sizes, it must come out the same. */
@@ -169,17 +157,13 @@ static int config_check(const void *cfg, uint64_t obj_size)
 
 uint64_t sluice__spsc_csum(const struct sluice_spsc_ring *cfg)
 {
-	return config_csum(cfg);
+	return sluice__obj_csum(&sluice__spsc_obj, cfg);
 }
 
 /* How attach and introspection read a ring. */
-const struct sluice__obj_kind sluice__spsc_obj = {
-	.type = SLUICE_OBJ_SPSC,
-	.min = sizeof(struct sluice_spsc_ring),
-	.magic = SLUICE_SPSC_MAGIC,
-	.cfg_len = __builtin_offsetof(struct sluice_spsc_ring, tail),
-	.check = config_check,
-};
+const struct sluice__obj_kind sluice__spsc_obj =
+	SLUICE__OBJ_KIND(SLUICE_OBJ_SPSC, struct sluice_spsc_ring, SLUICE_SPSC_ABI,
+			 SLUICE_SPSC_MAGIC, config_check);
 
 /* ------------------------------------------------------------- attaching */
 
@@ -443,11 +427,9 @@ int sluice_spsc_create(struct sluice_region *r, const char *name,
 		return -EINVAL;
 	/* Made privately, copied out: our handle never reads shared config. */
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.abi = SLUICE_SPSC_ABI;
 	cfg.slot_count = slot_count;
 	cfg.slot_size = slot_size;
 	geometry_of(&cfg);
-	cfg.csum = config_csum(&cfg);
 	err = sluice__obj_create(r, name, &sluice__spsc_obj, &cfg, cfg.size, (void **)&ring);
 	return err ? err : handle_init(r, ring, &cfg, role, opts, out);
 }
@@ -458,15 +440,11 @@ int sluice_spsc_attach(struct sluice_region *r, const char *name,
 		       struct sluice_spsc **out)
 {
 	struct sluice_spsc_ring *ring, cfg;
-	struct sluice_obj_info obj;
 	int err;
 
 	if (!r || !out || !role_ok(role) || !opts_ok(opts))
 		return -EINVAL;
-	err = sluice_region_find(r, name, &obj);
-	if (err)
-		return err;
-	err = sluice__obj_config(r, &obj, &sluice__spsc_obj, &cfg, (void **)&ring);
+	err = sluice__obj_find(r, name, &sluice__spsc_obj, &cfg, (void **)&ring);
 	if (err)
 		return err;
 	return handle_init(r, ring, &cfg, role, opts, out);
@@ -1233,8 +1211,8 @@ int sluice_spsc_recv_batch(struct sluice_spsc *pq, struct iovec *iov,
 
 static int try_reserve(struct sluice__spsc *q, struct iovec *iov, unsigned int n)
 {
-	struct view v;
 	uint32_t i, k;
+	struct view v;
 	int err;
 
 	err = zero_copy_args(q, SLUICE_SPSC_PRODUCER, iov, n);

@@ -65,14 +65,13 @@ struct sluice_spsc_ring {
 
 #define SLUICE_SPSC_CSUM_LEN	__builtin_offsetof(struct sluice_spsc_ring, csum)
 
-/* The layout is an ABI between processes: pin it (the magic first, as
- * sluice__obj_config() reads it there). */
-_Static_assert(__builtin_offsetof(struct sluice_spsc_ring, magic) == 0, "spsc magic moved");
-_Static_assert(__builtin_offsetof(struct sluice_spsc_ring, csum) == 48, "spsc config moved");
-_Static_assert(__builtin_offsetof(struct sluice_spsc_ring, tail) == 64, "spsc tail moved");
-_Static_assert(__builtin_offsetof(struct sluice_spsc_ring, head) == 128, "spsc head moved");
-_Static_assert(__builtin_offsetof(struct sluice_spsc_ring, prod) == 192, "spsc producer line moved");
-_Static_assert(__builtin_offsetof(struct sluice_spsc_ring, cons) == 256, "spsc consumer line moved");
+/* Pinned: processes of other builds share it; the magic first, where
+ * sluice__obj_config() reads it for every kind. */
+#define SPSC_AT(f, off)	(__builtin_offsetof(struct sluice_spsc_ring, f) == (off))
+_Static_assert(SPSC_AT(magic, 0) && SPSC_AT(csum, 48), "spsc configuration moved");
+_Static_assert(SPSC_AT(tail, 64) && SPSC_AT(head, 128) && SPSC_AT(prod, 192) &&
+	       SPSC_AT(cons, 256), "spsc hot lines moved");
+#undef SPSC_AT
 _Static_assert(sizeof(struct sluice_spsc_side) == 24, "spsc side changed");
 
 #endif /* SLUICE_SPSC_LAYOUT_H */
