@@ -204,6 +204,28 @@ double bench_ratio(const struct bench_table *t, int row, int col, int ref)
 	return m;
 }
 
+void bench_note_ratio(struct bench_table *t, int row, int col, const char *what,
+		      const char *target)
+{
+	double r = bench_ratio(t, row, t->subject, col);
+	char tg[BENCH_TEXT_MAX] = "";
+
+	if (bench_skipped(t, col)) {
+		bench_note(t, "%s: no ratio, %s skipped", what, t->col[col]);
+		return;
+	}
+	if (isnan(r)) {
+		bench_note(t, "%s: no ratio (no rep with both cells)", what);
+		return;
+	}
+	if (target)
+		snprintf(tg, sizeof(tg), " (target %s)", target);
+	if (t->row[row].better == BENCH_HIGHER_BETTER)
+		bench_note(t, "%s: sluice %.2fx%s", what, r, tg);
+	else
+		bench_note(t, "%s: sluice takes %.2fx as long%s", what, 1 / r, tg);
+}
+
 /* ------------------------------------------------------------- printing */
 
 /* About four significant digits, never an exponent. */

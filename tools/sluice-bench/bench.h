@@ -126,6 +126,12 @@ struct bench_stat bench_cell_stat(const struct bench_cell *c);
  * empty.
  */
 double bench_ratio(const struct bench_table *t, int row, int col, int ref);
+/*
+ * A note on row @row: the subject against column @col, "@what: sluice
+ * 2.10x (target @target)", or why there is no ratio.  @target may be NULL.
+ */
+void bench_note_ratio(struct bench_table *t, int row, int col, const char *what,
+		      const char *target);
 
 struct json;
 

@@ -435,19 +435,14 @@ out_region:
 
 static int ring_child(struct chan_run *r, unsigned int i, struct chan_slot *s)
 {
+	const struct peer_mpmc *peer = r->kind == K_RTE ? &peer_rte_mpmc : &peer_ck;
 	unsigned int idx;
 	enum chan_role role = chan_role(r, i, &idx);
 	int err;
 
 	chan_gate_pass(&r->sh->gate, r->writers + r->readers + 1);
-	if (r->kind == K_RTE)
-		err = role == ROLE_WRITER ?
-		      peer_rte_mpmc_produce(r->ring, &r->sh->ctl, idx, &s->c) :
-		      peer_rte_mpmc_consume(r->ring, &r->sh->ctl, r->writers, &s->c);
-	else
-		err = role == ROLE_WRITER ?
-		      peer_ck_produce(r->ring, &r->sh->ctl, idx, &s->c) :
-		      peer_ck_consume(r->ring, &r->sh->ctl, r->writers, &s->c);
+	err = role == ROLE_WRITER ? peer->produce(r->ring, &r->sh->ctl, idx, &s->c) :
+				    peer->consume(r->ring, &r->sh->ctl, r->writers, &s->c);
 	if (err)
 		slot_fail(s, err, "%s: %s", role == ROLE_WRITER ? "producer" : "consumer",
 			  strerror(-err));
@@ -685,11 +680,11 @@ static int chan_measure(enum chan_kind kind, unsigned int writers, unsigned int 
 		break;
 	case K_RTE:
 		what = "rte_ring_init";
-		err = peer_rte_mpmc_init(ring, RING_SLOTS);
+		err = peer_rte_mpmc.init(ring, RING_SLOTS);
 		break;
 	case K_CK:
 		what = "ck_ring_init";
-		err = peer_ck_ring_init(ring, RING_SLOTS);
+		err = peer_ck.init(ring, RING_SLOTS);
 		break;
 	}
 	if (err) {
@@ -785,21 +780,7 @@ struct chan_tally {
 	uint64_t abandoned;
 };
 
-static void note_ratio(struct bench_table *t, int row, int col, const char *what,
-		       const char *target)
-{
-	double r = bench_ratio(t, row, t->subject, col);
-
-	if (bench_skipped(t, col))
-		bench_note(t, "%s: no ratio, %s skipped", what, t->col[col]);
-	else if (isnan(r))
-		bench_note(t, "%s: no ratio (no rep with frames in both)", what);
-	else
-		bench_note(t, "%s: sluice %.2fx%s%s%s", what, r, target ? " (target " : "",
-			   target ? target : "", target ? ")" : "");
-}
-
-/* As note_ratio(), with the ratio on deliveries after it. */
+/* As bench_note_ratio(), with the ratio on deliveries after it. */
 static void note_ratio2(struct bench_table *t, int row, int col, const char *what,
 			const char *target, unsigned int readers)
 {
@@ -807,7 +788,7 @@ static void note_ratio2(struct bench_table *t, int row, int col, const char *wha
 	double d = bench_ratio(t, row + 1, t->subject, col);
 
 	if (readers == 1 || bench_skipped(t, col) || isnan(r) || isnan(d)) {
-		note_ratio(t, row, col, what, target);
+		bench_note_ratio(t, row, col, what, target);
 		return;
 	}
 	bench_note(t, "%s: sluice %.2fx%s%s%s; on deliveries %.2fx, as each of sluice's %u "
@@ -893,7 +874,6 @@ int suite_chan(const struct bench_opts *o, struct bench_table *t)
 	size_t shlen, ring_off, ring_len, ck_len;
 	unsigned int i, k, c, pass, npass;
 	const struct chan_shape *sp;
-	char why[BENCH_TEXT_MAX];
 	void *ring = NULL;
 	int err = 0, e;
 
@@ -938,15 +918,15 @@ int suite_chan(const struct bench_opts *o, struct bench_table *t)
 			bench_skip(tw, (int)c, "needs two CPUs, this process may use one");
 		return 0;
 	}
-	if (!peer_rte_available(why, sizeof(why)))
-		bench_skip(ts, SC_RTE, "%s", why);
-	if (!peer_ck_available(why, sizeof(why)))
-		bench_skip(ts, SC_CK, "%s", why);
+	if (peer_rte_mpmc.missing)
+		bench_skip(ts, SC_RTE, "%s", peer_rte_mpmc.missing);
+	if (peer_ck.missing)
+		bench_skip(ts, SC_CK, "%s", peer_ck.missing);
 
 	/* The control block, then the rings, each from a line of its own. */
 	ring_off = (sizeof(*sh) + 63) & ~(size_t)63;
-	ring_len = bench_skipped(ts, SC_RTE) ? 0 : peer_rte_ring_size(RING_SLOTS);
-	ck_len = bench_skipped(ts, SC_CK) ? 0 : peer_ck_ring_size(RING_SLOTS);
+	ring_len = bench_skipped(ts, SC_RTE) ? 0 : peer_rte_mpmc.size(RING_SLOTS);
+	ck_len = bench_skipped(ts, SC_CK) ? 0 : peer_ck.size(RING_SLOTS);
 	if (ck_len > ring_len)
 		ring_len = ck_len;	/* one at a time: they share the space */
 	shlen = ring_off + ring_len;
@@ -1046,11 +1026,11 @@ int suite_chan(const struct bench_opts *o, struct bench_table *t)
 	if (!bench_skipped(ts, SC_RTE))
 		bench_note(ts, "rte_ring: %s, flags 0 (MP/MC), mp_enqueue/mc_dequeue_burst_elem, "
 			   "64 B elements, burst 32, %u slots; rte_pause() while full or empty",
-			   peer_rte_version(), RING_SLOTS);
+			   peer_rte_mpmc.version(), RING_SLOTS);
 	if (!bench_skipped(ts, SC_CK))
 		bench_note(ts, "ck_ring %s: enqueue/dequeue_mpmc typed for a 64 B frame "
 			   "(CK_RING_PROTOTYPE), copied in and out as rte_ring's; no burst call: "
-			   "32 calls; %u slots", peer_ck_version(), RING_SLOTS);
+			   "32 calls; %u slots", peer_ck.version(), RING_SLOTS);
 	if (!bench_skipped(ts, SC_RTE) || !bench_skipped(ts, SC_CK))
 		bench_note(ts, "the rings never sleep: past one process a CPU, a reader spinning "
 			   "on an empty ring keeps the writer that shares its CPU off it, as in "

@@ -10,7 +10,6 @@
  */
 #include <errno.h>
 #include <sched.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "peers.h"
@@ -41,24 +40,17 @@ struct ck_shared {
 	_Alignas(64) struct peer_frame slot[];
 };
 
-bool peer_ck_available(char *why, size_t len)
-{
-	(void)why;
-	(void)len;
-	return true;
-}
-
-const char *peer_ck_version(void)
+static const char *ck_version(void)
 {
 	return CK_PKG_VERSION;
 }
 
-size_t peer_ck_ring_size(unsigned int count)
+static size_t ck_size(unsigned int count)
 {
 	return sizeof(struct ck_shared) + (size_t)count * sizeof(struct peer_frame);
 }
 
-int peer_ck_ring_init(void *mem, unsigned int count)
+static int ck_init(void *mem, unsigned int count)
 {
 	struct ck_shared *s = mem;
 
@@ -68,8 +60,8 @@ int peer_ck_ring_init(void *mem, unsigned int count)
 	return 0;
 }
 
-int peer_ck_produce(void *mem, struct peer_ctl *ctl, unsigned int writer,
-		    struct peer_count *c)
+static int ck_produce(void *mem, struct peer_ctl *ctl, unsigned int writer,
+		      struct peer_count *c)
 {
 	struct ck_shared *s = mem;
 	struct peer_frame f;
@@ -99,93 +91,41 @@ int peer_ck_produce(void *mem, struct peer_ctl *ctl, unsigned int writer,
 	return 0;
 }
 
-int peer_ck_consume(void *mem, struct peer_ctl *ctl, unsigned int writers,
-		    struct peer_count *c)
+/* Up to a burst, one call a frame. */
+static inline unsigned int ck_take(void *mem, struct peer_frame *f)
 {
 	struct ck_shared *s = mem;
-	struct peer_frame f[PEER_BURST];
-	uint64_t next[PEER_WRITERS_MAX] = { 0 }, n = 0, bad = 0;
-	unsigned int i, k;
-	bool last = false, stop;
+	unsigned int k;
 
-	if (writers > PEER_WRITERS_MAX)
-		return -EINVAL;
-	for (;;) {
-		stop = peer_tick(ctl, c, n);
-		/* Up to a burst, one call a frame; check them after, as rte_ring. */
-		for (k = 0; k < PEER_BURST; k++)
-			if (!ck_ring_dequeue_mpmc_frame(&s->ring, s->slot, &f[k]))
-				break;
-		if (k) {
-			for (i = 0; i < k; i++)
-				bad += !peer_frame_take(&f[i], writers, next, false);
-			n += k;
-			continue;
-		}
-		if (last)
+	for (k = 0; k < PEER_BURST; k++)
+		if (!ck_ring_dequeue_mpmc_frame(&s->ring, s->slot, &f[k]))
 			break;
-		/*
-		 * Empty.  Once every writer is done (acquire: pairs with the
-		 * writers' release, so their last enqueues are visible), the
-		 * next empty dequeue means empty for good.
-		 */
-		if (atomic_load_explicit(&ctl->writers_done, memory_order_acquire) == writers)
-			last = true;
-		else if (stop)
-			sched_yield();	/* uncounted now: let a writer on this CPU finish */
-		else
-			ck_pr_stall();
-	}
-	peer_tick(ctl, c, n);
-	c->total = n;
-	c->bad = bad;
-	return 0;
+	return k;
 }
+
+static inline void ck_pause(void)
+{
+	ck_pr_stall();
+}
+
+static int ck_consume(void *mem, struct peer_ctl *ctl, unsigned int writers,
+		      struct peer_count *c)
+{
+	return peer_consume(mem, ctl, writers, c, ck_take, ck_pause);
+}
+
+const struct peer_mpmc peer_ck = {
+	.version = ck_version,
+	.size = ck_size,
+	.init = ck_init,
+	.produce = ck_produce,
+	.consume = ck_consume,
+};
 
 #else /* !HAVE_CK */
 
-bool peer_ck_available(char *why, size_t len)
-{
-	snprintf(why, len, "libck-dev (Concurrency Kit) not installed: no ck_ring.h");
-	return false;
-}
-
-const char *peer_ck_version(void)
-{
-	return "";
-}
-
-size_t peer_ck_ring_size(unsigned int count)
-{
-	(void)count;
-	return 0;
-}
-
-int peer_ck_ring_init(void *mem, unsigned int count)
-{
-	(void)mem;
-	(void)count;
-	return -ENOSYS;
-}
-
-int peer_ck_produce(void *mem, struct peer_ctl *ctl, unsigned int writer,
-		    struct peer_count *c)
-{
-	(void)mem;
-	(void)ctl;
-	(void)writer;
-	(void)c;
-	return -ENOSYS;
-}
-
-int peer_ck_consume(void *mem, struct peer_ctl *ctl, unsigned int writers,
-		    struct peer_count *c)
-{
-	(void)mem;
-	(void)ctl;
-	(void)writers;
-	(void)c;
-	return -ENOSYS;
-}
+const struct peer_mpmc peer_ck = {
+	.missing = "libck-dev (Concurrency Kit) not installed: no ck_ring.h",
+};
 
 #endif /* HAVE_CK */

@@ -11,7 +11,6 @@
  */
 #include <errno.h>
 #include <sched.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "peers.h"
@@ -43,26 +42,19 @@ struct pkt {
 
 _Static_assert(sizeof(struct pkt) == ESIZE, "a packet is one element");
 
-bool peer_rte_available(char *why, size_t len)
-{
-	(void)why;
-	(void)len;
-	return true;
-}
-
-const char *peer_rte_version(void)
+static const char *rte_version_str(void)
 {
 	return rte_version();
 }
 
-size_t peer_rte_ring_size(unsigned int count)
+static size_t ring_size(unsigned int count)
 {
 	ssize_t sz = rte_ring_get_memsize_elem(ESIZE, count);
 
 	return sz < 0 ? 0 : (size_t)sz;
 }
 
-int peer_rte_ring_init(void *mem, unsigned int count)
+static int spsc_init(void *mem, unsigned int count)
 {
 	return rte_ring_init(mem, "sluice-bench", count, RING_F_SP_ENQ | RING_F_SC_DEQ);
 }
@@ -115,7 +107,7 @@ consume(struct rte_ring *r, uint64_t n, unsigned int burst)
 	return bad;
 }
 
-int peer_rte_produce(void *mem, uint64_t n, unsigned int burst)
+static int spsc_produce(void *mem, uint64_t n, unsigned int burst)
 {
 	if (burst == 1)
 		produce(mem, n, 1);
@@ -126,7 +118,7 @@ int peer_rte_produce(void *mem, uint64_t n, unsigned int burst)
 	return 0;
 }
 
-int peer_rte_consume(void *mem, uint64_t n, unsigned int burst, uint64_t *bad)
+static int spsc_consume(void *mem, uint64_t n, unsigned int burst, uint64_t *bad)
 {
 	if (burst == 1)
 		*bad = consume(mem, n, 1);
@@ -137,19 +129,27 @@ int peer_rte_consume(void *mem, uint64_t n, unsigned int burst, uint64_t *bad)
 	return 0;
 }
 
+const struct peer_spsc peer_rte_spsc = {
+	.version = rte_version_str,
+	.size = ring_size,
+	.init = spsc_init,
+	.produce = spsc_produce,
+	.consume = spsc_consume,
+};
+
 /* ------------------------------------------------ many writers, many readers */
 
 _Static_assert(sizeof(struct peer_frame) == ESIZE, "a frame is one element");
 _Static_assert(PEER_BURST == BURST, "one burst size");
 
-int peer_rte_mpmc_init(void *mem, unsigned int count)
+static int mpmc_init(void *mem, unsigned int count)
 {
 	/* Flags 0: RTE_RING_SYNC_MT at both ends, what rte_ring_create() gives. */
 	return rte_ring_init(mem, "sluice-bench-mpmc", count, 0);
 }
 
-int peer_rte_mpmc_produce(void *mem, struct peer_ctl *ctl, unsigned int writer,
-			  struct peer_count *c)
+static int mpmc_produce(void *mem, struct peer_ctl *ctl, unsigned int writer,
+			struct peer_count *c)
 {
 	struct rte_ring *r = mem;
 	struct peer_frame f[BURST];
@@ -179,114 +179,35 @@ int peer_rte_mpmc_produce(void *mem, struct peer_ctl *ctl, unsigned int writer,
 	return 0;
 }
 
-int peer_rte_mpmc_consume(void *mem, struct peer_ctl *ctl, unsigned int writers,
-			  struct peer_count *c)
+static inline unsigned int mpmc_take(void *mem, struct peer_frame *f)
 {
-	struct rte_ring *r = mem;
-	struct peer_frame f[BURST];
-	uint64_t next[PEER_WRITERS_MAX] = { 0 }, n = 0, bad = 0;
-	unsigned int i, k;
-	bool last = false, stop;
-
-	if (writers > PEER_WRITERS_MAX)
-		return -EINVAL;
-	for (;;) {
-		stop = peer_tick(ctl, c, n);
-		k = rte_ring_mc_dequeue_burst_elem(r, f, ESIZE, BURST, NULL);
-		if (k) {
-			for (i = 0; i < k; i++)
-				bad += !peer_frame_take(&f[i], writers, next, false);
-			n += k;
-			continue;
-		}
-		if (last)
-			break;
-		/*
-		 * Empty.  Once every writer is done (acquire: pairs with the
-		 * writers' release, so their last enqueues are visible), the
-		 * next empty dequeue means empty for good.
-		 */
-		if (atomic_load_explicit(&ctl->writers_done, memory_order_acquire) == writers)
-			last = true;
-		else if (stop)
-			sched_yield();	/* uncounted now: let a writer on this CPU finish */
-		else
-			rte_pause();
-	}
-	peer_tick(ctl, c, n);
-	c->total = n;
-	c->bad = bad;
-	return 0;
+	return rte_ring_mc_dequeue_burst_elem(mem, f, ESIZE, BURST, NULL);
 }
+
+static inline void mpmc_pause(void)
+{
+	rte_pause();
+}
+
+static int mpmc_consume(void *mem, struct peer_ctl *ctl, unsigned int writers,
+			struct peer_count *c)
+{
+	return peer_consume(mem, ctl, writers, c, mpmc_take, mpmc_pause);
+}
+
+const struct peer_mpmc peer_rte_mpmc = {
+	.version = rte_version_str,
+	.size = ring_size,
+	.init = mpmc_init,
+	.produce = mpmc_produce,
+	.consume = mpmc_consume,
+};
 
 #else /* !HAVE_DPDK */
 
-bool peer_rte_available(char *why, size_t len)
-{
-	snprintf(why, len, "libdpdk-dev not installed (make bench installs it)");
-	return false;
-}
+#define MISSING	"libdpdk-dev not installed (make bench installs it)"
 
-const char *peer_rte_version(void)
-{
-	return "";
-}
-
-size_t peer_rte_ring_size(unsigned int count)
-{
-	(void)count;
-	return 0;
-}
-
-int peer_rte_ring_init(void *mem, unsigned int count)
-{
-	(void)mem;
-	(void)count;
-	return -ENOSYS;
-}
-
-int peer_rte_produce(void *mem, uint64_t n, unsigned int burst)
-{
-	(void)mem;
-	(void)n;
-	(void)burst;
-	return -ENOSYS;
-}
-
-int peer_rte_consume(void *mem, uint64_t n, unsigned int burst, uint64_t *bad)
-{
-	(void)mem;
-	(void)n;
-	(void)burst;
-	*bad = 0;
-	return -ENOSYS;
-}
-
-int peer_rte_mpmc_init(void *mem, unsigned int count)
-{
-	(void)mem;
-	(void)count;
-	return -ENOSYS;
-}
-
-int peer_rte_mpmc_produce(void *mem, struct peer_ctl *ctl, unsigned int writer,
-			  struct peer_count *c)
-{
-	(void)mem;
-	(void)ctl;
-	(void)writer;
-	(void)c;
-	return -ENOSYS;
-}
-
-int peer_rte_mpmc_consume(void *mem, struct peer_ctl *ctl, unsigned int writers,
-			  struct peer_count *c)
-{
-	(void)mem;
-	(void)ctl;
-	(void)writers;
-	(void)c;
-	return -ENOSYS;
-}
+const struct peer_spsc peer_rte_spsc = { .missing = MISSING };
+const struct peer_mpmc peer_rte_mpmc = { .missing = MISSING };
 
 #endif /* HAVE_DPDK */

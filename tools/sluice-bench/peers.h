@@ -6,46 +6,55 @@
  * peer builds without its package too: then it says so, and the suite skips
  * its column.
  *
- * The loops live here rather than behind a call per packet, so that the
- * peer's inline fast path is inlined into its loop, as in a real user.
+ * The loops live with the peers rather than behind a call per packet, so
+ * that each peer's inline fast path is inlined into its loop, as in a real
+ * user.
  */
 #ifndef SLUICE_BENCH_PEERS_H
 #define SLUICE_BENCH_PEERS_H
 
+#include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 /*
+ * A peer is a table of calls.  One built without its package says why in
+ * .missing and has no calls: its suite skips its column.
+ */
+
+/*
  * DPDK's rte_ring, single producer and single consumer, 64-byte elements
  * (rte_ring_*_elem), in memory the caller maps shared before forking.
  * No EAL: rte_ring_init() on our own memory needs none.
  */
+struct peer_spsc {
+	const char *missing;		/* NULL: built in */
+	const char *(*version)(void);	/* "DPDK 22.11.11" */
+	/* Bytes a ring of @count 64-byte elements takes. */
+	size_t (*size)(unsigned int count);
+	/*
+	 * Make an empty ring of @count (a power of two; @count - 1 usable)
+	 * 64-byte elements at @mem, 64-byte aligned.  0 or a negative errno.
+	 */
+	int (*init)(void *mem, unsigned int count);
+	/*
+	 * Producer: enqueue @n 64-byte packets, numbered from 0 in their
+	 * first eight bytes, in bursts of @burst (1 or 32), spinning while
+	 * the ring is full.  0 or -EINVAL.
+	 */
+	int (*produce)(void *mem, uint64_t n, unsigned int burst);
+	/*
+	 * Consumer: dequeue @n packets in bursts of up to @burst, spinning
+	 * while the ring is empty, and count in @bad those whose number is
+	 * not the next one.
+	 */
+	int (*consume)(void *mem, uint64_t n, unsigned int burst, uint64_t *bad);
+};
 
-/* Is the rte_ring peer built in?  If not, @why says why. */
-bool peer_rte_available(char *why, size_t len);
-/* "DPDK 22.11.11", or "" without DPDK. */
-const char *peer_rte_version(void);
-/* Bytes a ring of @count 64-byte elements takes, 0 without DPDK. */
-size_t peer_rte_ring_size(unsigned int count);
-/*
- * Make an empty SP/SC ring of @count (a power of two; @count - 1 usable)
- * 64-byte elements at @mem, 64-byte aligned.  Returns 0 or a negative errno.
- */
-int peer_rte_ring_init(void *mem, unsigned int count);
-/*
- * Producer: enqueue @n 64-byte packets, numbered from 0 in their first
- * eight bytes, in bursts of @burst (1 or 32; rte_ring_sp_enqueue_burst_elem),
- * spinning with rte_pause() while the ring is full.  Returns 0 or -EINVAL.
- */
-int peer_rte_produce(void *mem, uint64_t n, unsigned int burst);
-/*
- * Consumer: dequeue @n packets in bursts of up to @burst
- * (rte_ring_sc_dequeue_burst_elem), spinning with rte_pause() while the ring
- * is empty, and count in @bad those whose number is not the next one.
- */
-int peer_rte_consume(void *mem, uint64_t n, unsigned int burst, uint64_t *bad);
+extern const struct peer_spsc peer_rte_spsc;
 
 /* ------------------------------------------------ many writers, many readers */
 
@@ -154,29 +163,33 @@ static inline bool peer_frame_take(const struct peer_frame *f, unsigned int writ
 	return true;
 }
 
+/* A many-producer, many-consumer ring of 64-byte frames (the chan suite). */
+struct peer_mpmc {
+	const char *missing;		/* NULL: built in */
+	const char *(*version)(void);
+	/* Bytes a ring of @count frames takes. */
+	size_t (*size)(unsigned int count);
+	/* An empty ring of @count (a power of two; @count - 1 usable) frames at @mem. */
+	int (*init)(void *mem, unsigned int count);
+	/*
+	 * Writer @writer: enqueue numbered frames until PEER_STOP, then count
+	 * itself in ctl->writers_done.  A burst cut short by PEER_STOP counts
+	 * the frames that went in.
+	 */
+	int (*produce)(void *mem, struct peer_ctl *ctl, unsigned int writer,
+		       struct peer_count *c);
+	/* Reader: see peer_consume(). */
+	int (*consume)(void *mem, struct peer_ctl *ctl, unsigned int writers,
+		       struct peer_count *c);
+};
+
 /*
  * rte_ring in its default multi-producer, multi-consumer mode (flags 0 at
- * rte_ring_init()), 64-byte elements, bursts of PEER_BURST:
- * rte_ring_mp_enqueue_burst_elem() and rte_ring_mc_dequeue_burst_elem(),
- * spinning with rte_pause() while the ring is full or empty, as a DPDK
- * application does.  The ring takes peer_rte_ring_size() bytes.
+ * rte_ring_init()), bursts of PEER_BURST: rte_ring_mp_enqueue_burst_elem()
+ * and rte_ring_mc_dequeue_burst_elem(), spinning with rte_pause() while the
+ * ring is full or empty, as a DPDK application does.
  */
-int peer_rte_mpmc_init(void *mem, unsigned int count);
-/*
- * Writer @writer: enqueue numbered frames until PEER_STOP, then count
- * itself in ctl->writers_done.  A burst cut short by PEER_STOP counts the
- * frames that went in.  Returns 0 or -ENOSYS.
- */
-int peer_rte_mpmc_produce(void *mem, struct peer_ctl *ctl, unsigned int writer,
-			  struct peer_count *c);
-/*
- * Reader: dequeue and check frames of @writers writers until PEER_STOP has
- * come, every writer is done and the ring is empty.  After PEER_STOP it
- * yields its CPU while the ring is empty, so that a writer sharing the CPU
- * finishes sooner; nothing is counted then.  Returns 0 or -ENOSYS.
- */
-int peer_rte_mpmc_consume(void *mem, struct peer_ctl *ctl, unsigned int writers,
-			  struct peer_count *c);
+extern const struct peer_mpmc peer_rte_mpmc;
 
 /*
  * Concurrency Kit's ck_ring, multi-producer and multi-consumer, typed for
@@ -187,17 +200,56 @@ int peer_rte_mpmc_consume(void *mem, struct peer_ctl *ctl, unsigned int writers,
  * no burst call: a burst is PEER_BURST calls, each a compare-and-swap.
  * Header only; built with -DHAVE_CK when its header is installed.
  */
-bool peer_ck_available(char *why, size_t len);
-/* "0.7.1" (pkg-config's word), or "" if unknown. */
-const char *peer_ck_version(void);
-/* Bytes a ring of @count frames takes, 0 without ck. */
-size_t peer_ck_ring_size(unsigned int count);
-/* An empty ring of @count (a power of two; @count - 1 usable) frames at @mem. */
-int peer_ck_ring_init(void *mem, unsigned int count);
-/* As peer_rte_mpmc_produce() and peer_rte_mpmc_consume(). */
-int peer_ck_produce(void *mem, struct peer_ctl *ctl, unsigned int writer,
-		    struct peer_count *c);
-int peer_ck_consume(void *mem, struct peer_ctl *ctl, unsigned int writers,
-		    struct peer_count *c);
+extern const struct peer_mpmc peer_ck;
+
+/*
+ * A reader's loop, every MPMC peer's: @take dequeues up to PEER_BURST
+ * frames into its array, @pause waits a moment.  Frames of @writers
+ * writers are taken and checked until PEER_STOP has come, every writer is
+ * done and the ring is empty.  After PEER_STOP it yields its CPU while the
+ * ring is empty, so that a writer sharing the CPU finishes sooner; nothing
+ * is counted then.  Inlined with constant @take and @pause, so each peer's
+ * own calls are inlined into it, as in its users' code.
+ */
+static inline __attribute__((always_inline)) int
+peer_consume(void *ring, struct peer_ctl *ctl, unsigned int writers, struct peer_count *c,
+	     unsigned int (*take)(void *ring, struct peer_frame *f), void (*pause)(void))
+{
+	struct peer_frame f[PEER_BURST];
+	uint64_t next[PEER_WRITERS_MAX] = { 0 }, n = 0, bad = 0;
+	unsigned int i, k;
+	bool last = false, stop;
+
+	if (writers > PEER_WRITERS_MAX)
+		return -EINVAL;
+	for (;;) {
+		stop = peer_tick(ctl, c, n);
+		k = take(ring, f);
+		if (k) {
+			/* Checked after the burst, as rte_ring's apps do. */
+			for (i = 0; i < k; i++)
+				bad += !peer_frame_take(&f[i], writers, next, false);
+			n += k;
+			continue;
+		}
+		if (last)
+			break;
+		/*
+		 * Empty.  Once every writer is done (acquire: pairs with the
+		 * writers' release, so their last enqueues are visible), the
+		 * next empty dequeue means empty for good.
+		 */
+		if (atomic_load_explicit(&ctl->writers_done, memory_order_acquire) == writers)
+			last = true;
+		else if (stop)
+			sched_yield();	/* uncounted now: let a writer on this CPU finish */
+		else
+			pause();
+	}
+	peer_tick(ctl, c, n);
+	c->total = n;
+	c->bad = bad;
+	return 0;
+}
 
 #endif /* SLUICE_BENCH_PEERS_H */

@@ -314,9 +314,9 @@ static int tput_rte(struct spsc_run *r, int side)
 
 	bench_gate_pass(&r->sh->gate, 2);
 	if (side == 0)
-		return peer_rte_produce(r->rte, r->packets, r->m->burst);
+		return peer_rte_spsc.produce(r->rte, r->packets, r->m->burst);
 	t0 = bench_now_ns();
-	err = peer_rte_consume(r->rte, r->packets, r->m->burst, &r->sh->bad);
+	err = peer_rte_spsc.consume(r->rte, r->packets, r->m->burst, &r->sh->bad);
 	r->sh->ns = bench_now_ns() - t0;
 	return err;
 }
@@ -737,7 +737,7 @@ static int spsc_measure(const struct spsc_mode *m, struct spsc_shared *sh, void 
 		break;
 	case K_RTE:
 		what = "rte_ring_init";
-		err = peer_rte_ring_init(rte, SLOTS);
+		err = peer_rte_spsc.init(rte, SLOTS);
 		break;
 	case K_PIPE:
 		what = "pipe2";
@@ -798,21 +798,6 @@ static void spsc_discard(struct bench_table *t, bool discard)
 		t[i].discard = discard;
 }
 
-static void spsc_note_ratio(struct bench_table *t, int row, int col, const char *what,
-			    const char *target)
-{
-	double r = bench_ratio(t, row, t->subject, col);
-
-	if (bench_skipped(t, col))
-		bench_note(t, "%s: no ratio, %s skipped", what, t->col[col]);
-	else if (isnan(r))
-		bench_note(t, "%s: no ratio (a cell is empty)", what);
-	else if (t->row[row].better == BENCH_HIGHER_BETTER)
-		bench_note(t, "%s: sluice %.2fx (target %s)", what, r, target);
-	else
-		bench_note(t, "%s: sluice takes %.2fx as long (target %s)", what, 1 / r, target);
-}
-
 /*
  * Say how often sluice really slept in the latency table @which: a wake
  * means one side was asleep, or on its way there, when the other sent.
@@ -848,7 +833,7 @@ int suite_spsc(const struct bench_opts *o, struct bench_table *t)
 	unsigned int target_ms = o->quick ? TPUT_QUICK_MS : TPUT_TARGET_MS;
 	unsigned int i, k, rep, pass, npass;
 	size_t shlen, rte_off, rte_len;
-	char why[BENCH_TEXT_MAX], backing[64] = "";
+	char backing[64] = "";
 	bool rte_ok, cal;
 	int err = 0, e;
 	void *rte = NULL;
@@ -882,14 +867,14 @@ int suite_spsc(const struct bench_opts *o, struct bench_table *t)
 				bench_skip(&t[i], (int)k, "needs two CPUs, this process may use one");
 		return 0;
 	}
-	rte_ok = peer_rte_available(why, sizeof(why));
+	rte_ok = !peer_rte_spsc.missing;
 	if (!rte_ok)
-		bench_skip(&t[ST_TPUT], TC_RTE, "%s", why);
+		bench_skip(&t[ST_TPUT], TC_RTE, "%s", peer_rte_spsc.missing);
 	bench_ticks_init();
 
 	/* The control block, then the rte_ring on a line of its own. */
 	rte_off = (sizeof(*sh) + 63) & ~(size_t)63;
-	rte_len = rte_ok ? peer_rte_ring_size(SLOTS) : 0;
+	rte_len = rte_ok ? peer_rte_spsc.size(SLOTS) : 0;
 	shlen = rte_off + rte_len;
 	sh = bench_shared_alloc(shlen);
 	if (!sh) {
@@ -973,7 +958,7 @@ int suite_spsc(const struct bench_opts *o, struct bench_table *t)
 		   "each rep about %u ms; order checked", target_ms);
 	if (rte_ok)
 		bench_note(&t[ST_TPUT], "rte_ring: %s, ring on our own shared memory (no EAL)",
-			   peer_rte_version());
+			   peer_rte_spsc.version());
 	if (backing[0])
 		bench_note(&t[ST_TPUT], "sluice: rings in an anonymous region (%s)", backing);
 	i = spsc_mode_of(ST_TPUT, TC_SLUICE, TR_ONE);
@@ -982,8 +967,8 @@ int suite_spsc(const struct bench_opts *o, struct bench_table *t)
 		bench_note(&t[ST_TPUT], "sluice slept and was woken %" PRIu64 " times in %" PRIu64
 			   " packets one per call, %" PRIu64 " in %" PRIu64 " 32 per call",
 			   wakes[i], hops[i], wakes[k], hops[k]);
-	spsc_note_ratio(&t[ST_TPUT], TR_ONE, TC_RTE, "vs rte_ring, one per call", ">= 5x");
-	spsc_note_ratio(&t[ST_TPUT], TR_BATCH, TC_RTE, "vs rte_ring, 32 per call", ">= 1.25x");
+	bench_note_ratio(&t[ST_TPUT], TR_ONE, TC_RTE, "vs rte_ring, one per call", ">= 5x");
+	bench_note_ratio(&t[ST_TPUT], TR_BATCH, TC_RTE, "vs rte_ring, 32 per call", ">= 1.25x");
 	bench_note(&t[ST_TPUT], "cells: median of the reps ±half their range; ratios: median of "
 		   "the reps' ratios (peers run back to back, order alternating)");
 
@@ -992,7 +977,7 @@ int suite_spsc(const struct bench_opts *o, struct bench_table *t)
 		   "spin_ns = UINT32_MAX (never sleeps)", SLOTS);
 	bench_note(&t[ST_SPIN], "cache line: two 64-byte-aligned words, each side spins "
 		   "(pause) on one and stores the other: the floor");
-	spsc_note_ratio(&t[ST_SPIN], LR_MEDIAN, SC_LINE, "vs cache line, median", "<= 1.5x");
+	bench_note_ratio(&t[ST_SPIN], LR_MEDIAN, SC_LINE, "vs cache line, median", "<= 1.5x");
 	spsc_note_wakes(t, ST_SPIN, wakes, hops);
 	bench_note(&t[ST_SPIN], "timer: %s; every round trip timed, %u untimed first",
 		   bench_ticks_describe(), samples / 10 > 1000 ? samples / 10 : 1000);
@@ -1006,7 +991,7 @@ int suite_spsc(const struct bench_opts *o, struct bench_table *t)
 		   "wake every hop: the floor for sleeping");
 	bench_note(&t[ST_BLOCK], "pipe: two pipes, 64 B write/read; unix sock: one "
 		   "SOCK_SEQPACKET socketpair");
-	spsc_note_ratio(&t[ST_BLOCK], LR_MEDIAN, BC_FUTEX, "vs futex, median", "<= 1.2x");
+	bench_note_ratio(&t[ST_BLOCK], LR_MEDIAN, BC_FUTEX, "vs futex, median", "<= 1.2x");
 	spsc_note_wakes(t, ST_BLOCK, wakes, hops);
 	bench_note(&t[ST_BLOCK], "timer and cells as above");
 	return err;

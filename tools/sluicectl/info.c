@@ -350,9 +350,9 @@ const struct ctl_cmd cmd_info = {
 	.brief = "show a region's header and objects",
 	.help =
 "Show the header of region NAME, its object directory, and the processes\n"
-"attached to its rings and channels: pid, role, alive or dead.\n"
-"\n"
-"Options:\n"
-"  -j, --json   print a JSON object\n"
-"  -h, --help   show this help\n",
+"attached to its rings and channels: pid, role, alive or dead.\n",
+	.opts = (const struct ctl_opt_help[]){
+		{ "-j, --json", "print a JSON object" },
+		{ NULL },
+	},
 };

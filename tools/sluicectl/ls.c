@@ -344,9 +344,9 @@ const struct ctl_cmd cmd_ls = {
 "whether it is alive, number of objects, and its peers: the processes\n"
 "attached to its rings and channels, as running/attached.  A region that\n"
 "cannot be opened or checked is listed with its state (not-ready, corrupt,\n"
-"bad-abi, denied, gone, error) instead of \"ok\".\n"
-"\n"
-"Options:\n"
-"  -j, --json   print a JSON array, one object per region\n"
-"  -h, --help   show this help\n",
+"bad-abi, denied, gone, error) instead of \"ok\".\n",
+	.opts = (const struct ctl_opt_help[]){
+		{ "-j, --json", "print a JSON array, one object per region" },
+		{ NULL },
+	},
 };

@@ -31,9 +31,34 @@ const char tool_name[] = PROG;
 
 /* ------------------------------------------------------------ options */
 
+static const struct ctl_opt_help help_opt = { "-h, --help", "show this help" };
+
+/* Options in two columns, the second as far in as the longest flags need. */
+static void opts_print(const struct ctl_opt_help *opts, FILE *f)
+{
+	const struct ctl_opt_help *o;
+	const char *t, *nl;
+	int w = (int)strlen(help_opt.flags);
+
+	for (o = opts; o && o->flags; o++)
+		if ((int)strlen(o->flags) > w)
+			w = (int)strlen(o->flags);
+	for (o = opts; ; o++) {
+		if (!o || !o->flags)
+			o = &help_opt;
+		fprintf(f, "  %-*s  ", w, o->flags);
+		for (t = o->text; (nl = strchr(t, '\n')); t = nl + 1)
+			fprintf(f, "%.*s\n  %-*s  ", (int)(nl - t), t, w, "");
+		fprintf(f, "%s\n", t);
+		if (o == &help_opt)
+			break;
+	}
+}
+
 void cmd_help(const struct ctl_cmd *c, FILE *f)
 {
-	fprintf(f, "Usage: " PROG " %s %s\n\n%s", c->name, c->usage, c->help);
+	fprintf(f, "Usage: " PROG " %s %s\n\n%s\nOptions:\n", c->name, c->usage, c->help);
+	opts_print(c->opts, f);
 }
 
 /*

@@ -53,9 +53,9 @@ const struct ctl_cmd cmd_rm = {
 	.usage = "[--force] [--] NAME...",
 	.brief = "remove regions",
 	.help =
-"Remove the named regions.  Processes that map one keep their mapping.\n"
-"\n"
-"Options:\n"
-"  -f, --force  a region that does not exist is not an error\n"
-"  -h, --help   show this help\n",
+"Remove the named regions.  Processes that map one keep their mapping.\n",
+	.opts = (const struct ctl_opt_help[]){
+		{ "-f, --force", "a region that does not exist is not an error" },
+		{ NULL },
+	},
 };

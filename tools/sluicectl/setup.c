@@ -180,13 +180,13 @@ const struct ctl_cmd cmd_setup = {
 	.help =
 "Grow the huge page pool to at least N pages and mount hugetlbfs unless\n"
 "one is mounted.  Fails if the kernel gives fewer than N pages.  Needs\n"
-"root; running it again changes nothing.\n"
-"\n"
-"Options:\n"
-"  -n, --hugepages N  pages of the default huge page size to hold\n"
-"  -m, --mount DIR    where to mount hugetlbfs (default $SLUICE_HUGETLBFS,\n"
-"                     else " DEFAULT_HUGETLBFS ")\n"
-"  -q, --quiet        print nothing unless something fails\n"
-"  -j, --json         print the result as a JSON object\n"
-"  -h, --help         show this help\n",
+"root; running it again changes nothing.\n",
+	.opts = (const struct ctl_opt_help[]){
+		{ "-n, --hugepages N", "pages of the default huge page size to hold" },
+		{ "-m, --mount DIR", "where to mount hugetlbfs (default $SLUICE_HUGETLBFS,\n"
+				     "else " DEFAULT_HUGETLBFS ")" },
+		{ "-q, --quiet", "print nothing unless something fails" },
+		{ "-j, --json", "print the result as a JSON object" },
+		{ NULL },
+	},
 };

@@ -31,13 +31,21 @@ struct ctl_opts {
 	bool quiet;
 };
 
+/* One option of a command, for its help: "-n, --count N" and what it does. */
+struct ctl_opt_help {
+	const char *flags;
+	const char *text;	/* lines after the first are indented to match */
+};
+
 struct ctl_cmd {
 	const char *name;
 	int (*run)(const struct ctl_cmd *c, int argc, char **argv,
 		   struct ctl_opts *o);
 	const char *usage;	/* what follows "sluicectl NAME" */
 	const char *brief;	/* one line for the command list */
-	const char *help;	/* what it does and its options */
+	const char *help;	/* what it does */
+	/* Its options but --help, which every command has; ends with { NULL }. */
+	const struct ctl_opt_help *opts;
 };
 
 /* The commands, a file each. */

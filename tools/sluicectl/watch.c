@@ -733,13 +733,13 @@ const struct ctl_cmd cmd_watch = {
 "pidfd; the first line says which, and why not BPF).  Regions and peers\n"
 "are looked for again every second.  A process attached to several\n"
 "objects gets a line for each, and counts as one death.  Runs until\n"
-"SIGINT or SIGTERM (exit status 0).\n"
-"\n"
-"Options:\n"
-"  -n, --count N      stop after N deaths\n"
-"  -t, --timeout SEC  stop after SEC seconds (status 1 if --count deaths\n"
-"                     were not seen by then)\n"
-"  -j, --json         one JSON object a line: a \"start\" event, then\n"
-"                     \"death\" events\n"
-"  -h, --help         show this help\n",
+"SIGINT or SIGTERM (exit status 0).\n",
+	.opts = (const struct ctl_opt_help[]){
+		{ "-n, --count N", "stop after N deaths" },
+		{ "-t, --timeout SEC", "stop after SEC seconds (status 1 if --count deaths\n"
+				       "were not seen by then)" },
+		{ "-j, --json", "one JSON object a line: a \"start\" event, then\n"
+				"\"death\" events" },
+		{ NULL },
+	},
 };
