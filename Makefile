@@ -252,7 +252,9 @@ bench: deps
 
 # With BPF (the default) the tests of tests-nobpf-y also run against a
 # build without it; make check BPF=0 runs everything without it, and the
-# sub-makes inherit BPF=0 from the command line.
+# sub-makes inherit BPF=0 from the command line.  The test programs of all
+# the builds run at once, SLUICE_TEST_JOBS=N of them (default: one per
+# CPU), but those of tests-alone-y run with none beside them.
 empty :=
 space := $(empty) $(empty)
 check-nobpf := $(if $(CONFIG_BPF),nobpf:$(obj)/nobpf:$(subst $(space),:,$(strip $(tests-nobpf-y))))
@@ -264,6 +266,7 @@ ifeq ($(CONFIG_BPF),y)
 	$(Q)$(MAKE) -f $(srctree)/Makefile O=$(O)/nobpf BPF=0 lib tests-nobpf
 endif
 	$(Q)SLUICE_SRCTREE=$(srctree) $(srctree)/scripts/run-tests.sh \
+		$(addprefix -a ,$(tests-alone-y)) \
 		plain:$(obj) asan:$(obj)/asan tsan:$(obj)/tsan $(check-nobpf)
 
 check-build: all $(lib-links)

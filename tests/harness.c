@@ -2,6 +2,7 @@
 /* Helpers shared by every sluice test program; see harness.h. */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "harness.h"
 #include "internal.h"
+#include "testpoint.h"
 
 /* ---------------------------------------------------------------- names */
 
@@ -358,4 +360,219 @@ void h_sleep_ms(unsigned int ms)
 
 	while (nanosleep(&ts, &ts) && errno == EINTR)
 		;
+}
+
+void h_assert_ms(int64_t ms, int64_t at_least_ms, int64_t below_ms)
+{
+	if (ms < at_least_ms || ms >= below_ms)
+		fail_msg("took %" PRId64 " ms, want [%" PRId64 ", %" PRId64 ")",
+			 ms, at_least_ms, below_ms);
+}
+
+void h_assert_took(int64_t t0, int64_t at_least_ms, int64_t below_ms)
+{
+	h_assert_ms(h_now_ms() - t0, at_least_ms, below_ms);
+}
+
+int h_wait_for(_Atomic uint32_t *v, uint32_t want, int64_t ms)
+{
+	int64_t t0 = h_now_ms();
+
+	while (atomic_load_explicit(v, memory_order_acquire) < want) {
+		if (h_now_ms() - t0 > ms)
+			return -ETIMEDOUT;
+		h_sleep_ms(1);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- sides */
+
+#if H_SIDES_ARE_THREADS
+struct job {
+	int (*fn)(void *arg);
+	void *arg;
+	int ret;
+	pthread_t thread;
+};
+
+static void *job_thread(void *p)
+{
+	struct job *j = p;
+
+	j->ret = j->fn(j->arg);
+	return NULL;
+}
+
+void h_run_sides(const struct h_side *s, unsigned int n, unsigned int timeout_s)
+{
+	struct job *j[16];
+	struct timespec dl;
+	unsigned int i;
+	bool late = false;
+	int ret[16];
+
+	assert_true(n <= SLUICE_ARRAY_SIZE(j));
+	for (i = 0; i < n; i++) {
+		j[i] = calloc(1, sizeof(*j[i]));
+		assert_non_null(j[i]);
+		j[i]->fn = s[i].fn;
+		j[i]->arg = s[i].arg;
+		j[i]->ret = -1;
+		assert_int_equal(pthread_create(&j[i]->thread, NULL, job_thread, j[i]), 0);
+	}
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += timeout_s;
+	for (i = 0; i < n; i++) {
+		/* Still running at the deadline: stuck for good, leaked. */
+		if (pthread_timedjoin_np(j[i]->thread, NULL, &dl)) {
+			pthread_detach(j[i]->thread);
+			late = true;
+			ret[i] = -ETIMEDOUT;
+			continue;
+		}
+		ret[i] = j[i]->ret;
+		free(j[i]);
+	}
+	if (late)
+		fail_msg("a side did not finish in %u s", timeout_s);
+	for (i = 0; i < n; i++)
+		if (ret[i])
+			fail_msg("side %u returned %d", i, ret[i]);
+}
+#else
+void h_run_sides(const struct h_side *s, unsigned int n, unsigned int timeout_s)
+{
+	int pid[16], st[16];
+	unsigned int i;
+
+	assert_true(n <= SLUICE_ARRAY_SIZE(pid));
+	for (i = 0; i < n; i++) {
+		pid[i] = h_spawn(s[i].fn, s[i].arg, timeout_s);
+		if (pid[i] < 0) {
+			int err = pid[i];
+
+			while (i--) {
+				kill(pid[i], SIGKILL);
+				h_wait(pid[i]);
+			}
+			fail_msg("fork: %s", strerror(-err));
+		}
+	}
+	/* All reaped before judging: no side may outlive its test. */
+	for (i = 0; i < n; i++)
+		st[i] = h_wait(pid[i]);
+	for (i = 0; i < n; i++)
+		if (st[i])
+			fail_msg("side %u exited with %d", i, st[i]);
+}
+#endif
+
+static void *later_fn(void *p)
+{
+	struct h_later *l = p;
+
+	h_sleep_ms(l->ms);
+	if (l->tok)
+		l->ret = sluice_cancel_trigger(l->tok, l->reason);
+	else
+		l->ret = l->fn(l->arg);
+	return NULL;
+}
+
+void h_later_start(struct h_later *l)
+{
+	assert_int_equal(pthread_create(&l->t, NULL, later_fn, l), 0);
+}
+
+void h_later_join(struct h_later *l)
+{
+	assert_int_equal(pthread_join(l->t, NULL), 0);
+	assert_int_equal(l->ret, 0);
+}
+
+/* ---------------------------------------------------------------- fixture */
+
+/* Handles the test body opened and has not closed yet, oldest first. */
+static struct {
+	void *p;
+	void (*close)(void *p);
+} tracked[64];
+static unsigned int ntracked;
+
+void h_track(void *p, void (*close)(void *p))
+{
+	if (ntracked == SLUICE_ARRAY_SIZE(tracked))
+		fail_msg("more than %zu handles open", SLUICE_ARRAY_SIZE(tracked));
+	tracked[ntracked].p = p;
+	tracked[ntracked].close = close;
+	ntracked++;
+}
+
+void h_untrack(void *p)
+{
+	unsigned int i;
+
+	for (i = 0; p && i < ntracked; i++) {
+		if (tracked[i].p == p) {
+			memmove(&tracked[i], &tracked[i + 1],
+				(ntracked - i - 1) * sizeof(tracked[0]));
+			ntracked--;
+			return;
+		}
+	}
+}
+
+static void close_tracked(void)
+{
+	while (ntracked) {
+		ntracked--;
+		tracked[ntracked].close(tracked[ntracked].p);
+	}
+}
+
+int h_fx_setup(void **state, size_t size)
+{
+	SLUICE_OPTS(sluice_region_opts, opts, .pages = SLUICE_PAGES_NO_HUGE);
+	struct h_fx *f = calloc(1, sizeof(*f));
+	uint64_t off;
+
+	if (!f)
+		return -1;
+	h_name(f->name);
+	if (sluice_region_create(f->name, size, &opts, &f->r)) {
+		free(f);
+		return -1;
+	}
+	if (sluice_region_alloc(f->r, "sync", SLUICE_OBJ_RAW, sizeof(struct h_sync), 64, &off)) {
+		sluice_region_destroy(f->r);
+		free(f);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+int h_fx_teardown(void **state)
+{
+	struct h_fx *f = *state;
+
+	/* A test point a failed test left set must not act in the next. */
+	sluice__tp_hook = NULL;
+	close_tracked();
+	if (f) {
+		sluice_region_destroy(f->r);
+		free(f);
+	}
+	h_unlink_all();
+	return 0;
+}
+
+struct h_sync *h_sync_of(struct sluice_region *r)
+{
+	struct sluice_obj_info info;
+
+	if (sluice_region_find(r, "sync", &info))
+		return NULL;
+	return sluice_region_at(r, info.offset, sizeof(struct h_sync));
 }

@@ -386,26 +386,10 @@ static void test_destroy_closes_the_fd(void **state)
 
 /* ---------------------------------------------------------------- threads */
 
-struct delayed {
-	struct sluice_cancel *c;
-	unsigned int ms;
-	int reason;
-};
-
-static void *trigger_later(void *p)
-{
-	struct delayed *d = p;
-
-	h_sleep_ms(d->ms);
-	sluice_cancel_trigger(d->c, d->reason);
-	return NULL;
-}
-
 static void test_a_trigger_from_another_thread_wakes_a_poll_on_the_fd(void **state)
 {
 	struct sluice_cancel *root = make(NULL), *child = make(root);
-	struct delayed d = { .c = root, .ms = 50, .reason = -ESHUTDOWN };
-	pthread_t t;
+	struct h_later l = { .tok = root, .ms = 50, .reason = -ESHUTDOWN };
 	int64_t t0;
 	int fd;
 
@@ -413,10 +397,10 @@ static void test_a_trigger_from_another_thread_wakes_a_poll_on_the_fd(void **sta
 	fd = sluice_cancel_fd(child);
 	assert_true(fd >= 0);
 	t0 = h_now_ms();
-	assert_int_equal(pthread_create(&t, NULL, trigger_later, &d), 0);
+	h_later_start(&l);
 	assert_true(readable(fd, 10000));
 	assert_true(h_now_ms() - t0 >= 40);
-	assert_int_equal(pthread_join(t, NULL), 0);
+	h_later_join(&l);
 	/* The join orders the trigger before us; the reason is there. */
 	assert_int_equal(sluice_cancel_reason(child), -ESHUTDOWN);
 	sluice_cancel_destroy(child);

@@ -59,6 +59,7 @@
 #include <sluice/spsc.h>
 
 #include "chan_layout.h"
+#include "frames.h"
 #include "harness.h"
 #include "internal.h"
 #include "liveness_internal.h"
@@ -379,19 +380,6 @@ static void die(struct shared *sh)
 {
 	atomic_store(&sh->killed_ns, now_ns());
 	raise(SIGKILL);
-}
-
-/* Wait until *@v is at least @want; 0, or -ETIMEDOUT after @ms. */
-static int wait_for(_Atomic uint32_t *v, uint32_t want, int64_t ms)
-{
-	int64_t t0 = h_now_ms();
-
-	while (atomic_load_explicit(v, memory_order_acquire) < want) {
-		if (h_now_ms() - t0 > ms)
-			return -ETIMEDOUT;
-		h_sleep_ms(1);
-	}
-	return 0;
 }
 
 /* ---------------------------------------------------------------- watch functions */
@@ -1862,24 +1850,6 @@ static void test_a_monitor_in_a_pid_namespace_leaves_live_pins_outside_alone(voi
 #define SLOTS		8u
 #define SLOT		64u
 
-static void fill(unsigned char *b, uint64_t seq, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		b[i] = (unsigned char)(seq * 131 + i * 7 + 1);
-	if (len >= 8)
-		memcpy(b, &seq, 8);
-}
-
-static bool intact(const unsigned char *b, uint64_t seq, size_t len)
-{
-	unsigned char want[4096];
-
-	fill(want, seq, len);
-	return len <= sizeof(want) && !memcmp(b, want, len);
-}
-
 static struct sluice_spsc_ring *ring_in(struct sluice_region *r)
 {
 	struct sluice_obj_info info;
@@ -1952,14 +1922,14 @@ static int producer_sends_then_dies(void *p)
 	ring = ring_in(f->r);
 	CK(ring);
 	for (i = 0; i < SPSC_N; i++) {
-		fill(b, i, SLOT);
+		h_fill(b, i, SLOT);
 		CK_EQ(sluice_spsc_try_send(q, b, SLOT), 0);
 	}
 	while (atomic_load(&ring->head) < SPSC_N)
 		usleep(200);
 	CK_EQ(wait_asleep(f->r, false, 10000), 0);
 	for (; i < SPSC_N + SPSC_M; i++) {
-		fill(b, i, SLOT);
+		h_fill(b, i, SLOT);
 		CK_EQ(sluice_spsc_try_send(q, b, SLOT), 0);
 	}
 	die(f->sh);
@@ -1981,7 +1951,7 @@ static void test_spsc_consumer_reads_what_a_killed_producer_sent_then_epipe(void
 	/* Blocking all along: the first packets, a sleep, the last ones, the end. */
 	while ((ret = sluice_spsc_recv(c, b, sizeof(b))) >= 0) {
 		assert_int_equal(ret, SLOT);
-		if (!intact(b, seq, SLOT))
+		if (!h_intact(b, seq, SLOT))
 			fail_msg("packet %" PRIu64 " is not what was sent", seq);
 		seq++;
 	}
@@ -2007,7 +1977,7 @@ static int producer_blocks_on_a_full_ring(void *p)
 
 	CK_EQ(sluice_spsc_attach(f->r, "q", SLUICE_SPSC_PRODUCER, NULL, &q), 0);
 	for (i = 0;; i++) {
-		fill(b, i, SLOT);
+		h_fill(b, i, SLOT);
 		CK_EQ(sluice_spsc_send(q, b, SLOT), 0);	/* until killed there */
 	}
 	return 99;
@@ -2035,7 +2005,7 @@ static void test_spsc_a_producer_killed_blocked_on_a_full_ring_leaves_a_full_rin
 	assert_int_equal(reap(f, pid), H_SIGNALED + SIGKILL);
 	while ((ret = sluice_spsc_recv(c, b, sizeof(b))) >= 0) {
 		assert_int_equal(ret, SLOT);
-		if (!intact(b, seq, SLOT))
+		if (!h_intact(b, seq, SLOT))
 			fail_msg("packet %" PRIu64 " is not what was sent", seq);
 		seq++;
 	}
@@ -2058,11 +2028,11 @@ static int producer_makes_sends_dies(void *p)
 
 	CK_EQ(sluice_spsc_create(f->r, "q", SLOTS, SLOT, SLUICE_SPSC_PRODUCER, NULL, &q), 0);
 	for (i = 0; i < SPSC_M; i++) {
-		fill(b, i, SLOT);
+		h_fill(b, i, SLOT);
 		CK_EQ(sluice_spsc_try_send(q, b, SLOT), 0);
 	}
 	atomic_store(&f->sh->stage, 1);
-	CK_EQ(wait_for(&f->sh->stage, 2, 20000), 0);
+	CK_EQ(h_wait_for(&f->sh->stage, 2, 20000), 0);
 	die(f->sh);
 	return 99;
 }
@@ -2079,7 +2049,7 @@ static void test_spsc_a_killed_producer_is_marked_dead_with_no_call_waiting(void
 	pid_t pid;
 
 	pid = kid(f, producer_makes_sends_dies, f);
-	assert_int_equal(wait_for(&f->sh->stage, 1, 10000), 0);
+	assert_int_equal(h_wait_for(&f->sh->stage, 1, 10000), 0);
 	/* The producer is there when we attach: watched from the start. */
 	c = ring_join(f, SLUICE_SPSC_CONSUMER, m);
 	ring = ring_in(f->r);
@@ -2100,7 +2070,7 @@ static void test_spsc_a_killed_producer_is_marked_dead_with_no_call_waiting(void
 	/* Dead, but what it committed is still delivered, then the end. */
 	for (i = 0; i < SPSC_M; i++) {
 		assert_int_equal(sluice_spsc_recv(c, b, sizeof(b)), SLOT);
-		assert_true(intact(b, i, SLOT));
+		assert_true(h_intact(b, i, SLOT));
 	}
 	assert_int_equal(sluice_spsc_recv(c, b, sizeof(b)), -EPIPE);
 	ring_shut(f);
@@ -2127,7 +2097,7 @@ static unsigned int ring_fill(struct sluice_spsc *p)
 	int ret;
 
 	for (;;) {
-		fill(b, n, SLOT);
+		h_fill(b, n, SLOT);
 		ret = sluice_spsc_try_send(p, b, SLOT);
 		if (ret == -EAGAIN)
 			return n;
@@ -2147,7 +2117,7 @@ static void test_spsc_a_producer_blocked_on_a_full_ring_gets_epipe_when_the_cons
 
 	p = ring_make(f, SLUICE_SPSC_PRODUCER, m);
 	pid = kid(f, consumer_dies_when_producer_sleeps, f);
-	assert_int_equal(wait_for(&f->sh->stage, 1, 10000), 0);
+	assert_int_equal(h_wait_for(&f->sh->stage, 1, 10000), 0);
 	assert_int_equal(ring_fill(p), SLOTS);
 	assert_int_equal(sluice_spsc_send(p, b, SLOT), -EPIPE);
 	t = now_ns();
@@ -2172,12 +2142,12 @@ static int producer_dies_mid_slot(void *p)
 
 	CK_EQ(sluice_spsc_attach(f->r, "q", SLUICE_SPSC_PRODUCER, NULL, &q), 0);
 	for (i = 0; i < HALF_K; i++) {
-		fill(b, i, SLOT);
+		h_fill(b, i, SLOT);
 		CK_EQ(sluice_spsc_try_send(q, b, SLOT), 0);
 	}
 	CK_EQ(sluice_spsc_try_reserve(q, iov, 1), 1);
 	CK_EQ(iov[0].iov_len, SLOT);
-	fill(b, i, SLOT);
+	h_fill(b, i, SLOT);
 	memcpy(iov[0].iov_base, b, SLOT / 2);
 	CK_EQ(wait_asleep(f->r, false, 10000), 0);
 	die(f->sh);
@@ -2198,7 +2168,7 @@ static void test_spsc_a_slot_half_written_by_a_killed_producer_is_never_delivere
 	pid = kid(f, producer_dies_mid_slot, f);
 	while ((ret = sluice_spsc_recv(c, b, sizeof(b))) >= 0) {
 		assert_int_equal(ret, SLOT);
-		if (!intact(b, seq, SLOT))
+		if (!h_intact(b, seq, SLOT))
 			fail_msg("packet %" PRIu64 " is not what was sent", seq);
 		seq++;
 	}
@@ -2315,7 +2285,7 @@ static void put40(struct sluice_chan_writer *w, uint64_t seq)
 {
 	unsigned char b[F40];
 
-	fill(b, seq, F40);
+	h_fill(b, seq, F40);
 	assert_int_equal(sluice_chan_try_write(w, b, F40), 0);
 }
 
@@ -2324,7 +2294,7 @@ static void get40(struct sluice_chan_reader *r, uint64_t seq)
 	unsigned char b[F40 + 8];
 
 	assert_int_equal(sluice_chan_try_read(r, b, sizeof(b)), F40);
-	assert_true(intact(b, seq, F40));
+	assert_true(h_intact(b, seq, F40));
 }
 
 /*
@@ -2423,7 +2393,7 @@ static int chan_kid_dies(void *p)
 	} else {
 		CK_EQ(sluice_chan_writer_open(ch, SLUICE_CHAN_STRONG, NULL, &w), 0);
 		for (i = 0; i < k->frames; i++) {
-			fill(b, 100 + i, F40);
+			h_fill(b, 100 + i, F40);
 			CK_EQ(sluice_chan_try_write(w, b, F40), 0);
 		}
 		if (k->slice) {
@@ -2457,7 +2427,7 @@ static void test_chan_a_reader_blocked_behind_a_writer_killed_mid_slice_goes_on(
 	assert_int_equal(sluice_chan_writer_open(f->ch, SLUICE_CHAN_STRONG, NULL, &f->w), 0);
 	assert_int_equal(sluice_chan_reader_open(f->ch, SLUICE_CHAN_STRONG, NULL, &f->rd), 0);
 	pid = kid(f, chan_kid_dies, &k);
-	assert_int_equal(wait_for(&f->sh->stage, 1, 10000), 0);
+	assert_int_equal(h_wait_for(&f->sh->stage, 1, 10000), 0);
 	/* Committed behind the child's open slice, by another writer. */
 	put40(f->w, 200);
 	get40(f->rd, 100);
@@ -2467,7 +2437,7 @@ static void test_chan_a_reader_blocked_behind_a_writer_killed_mid_slice_goes_on(
 	assert_int_equal(sluice_chan_read(f->rd, b, sizeof(b)), F40);
 	t = now_ns();
 	release_join(&rl);
-	assert_true(intact(b, 200, F40));
+	assert_true(h_intact(b, 200, F40));
 	assert_int_equal(reap(f, pid), H_SIGNALED + SIGKILL);
 	assert_quick(f, t, "the reader got past the dead writer's slice");
 	assert_int_equal(sluice_chan_info(f->ch, &info), 0);
@@ -2500,9 +2470,9 @@ static void test_chan_a_writer_blocked_by_a_killed_strong_reader_goes_on(void **
 	assert_non_null(h);
 	assert_int_equal(sluice_chan_writer_open(f->ch, SLUICE_CHAN_STRONG, NULL, &f->w), 0);
 	pid = kid(f, chan_kid_dies, &k);
-	assert_int_equal(wait_for(&f->sh->stage, 1, 10000), 0);
+	assert_int_equal(h_wait_for(&f->sh->stage, 1, 10000), 0);
 	for (;;) {
-		fill(b, n, F40);
+		h_fill(b, n, F40);
 		ret = sluice_chan_try_write(f->w, b, F40);
 		if (ret == -EAGAIN)
 			break;
@@ -2542,10 +2512,10 @@ static void test_chan_readers_end_after_the_last_strong_writer_is_killed(void **
 	assert_non_null(h);
 	assert_int_equal(sluice_chan_reader_open(f->ch, SLUICE_CHAN_STRONG, NULL, &f->rd), 0);
 	pid = kid(f, chan_kid_dies, &k);
-	assert_int_equal(wait_for(&f->sh->stage, 1, 10000), 0);
+	assert_int_equal(h_wait_for(&f->sh->stage, 1, 10000), 0);
 	for (i = 0; i < 3; i++) {
 		assert_int_equal(sluice_chan_read(f->rd, b, sizeof(b)), F40);
-		assert_true(intact(b, 100 + i, F40));
+		assert_true(h_intact(b, 100 + i, F40));
 	}
 	release_start(&rl, f, &h->rwait, pid);
 	assert_int_equal(sluice_chan_read(f->rd, b, sizeof(b)), -EPIPE);
