@@ -287,7 +287,9 @@ install: lib tools
 	$(Q)install -m 755 $(tools-bins) $(DESTDIR)$(BINDIR)
 	$(Q)for m in $(man-pages); do s=$${m##*.}; \
 		install -d $(DESTDIR)$(MANDIR)/man$$s && \
-		install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s || exit 1; done
+		sed 's/"sluice" "sluice Manual"/"sluice $(VERSION)" "sluice Manual"/' $$m \
+			> $(DESTDIR)$(MANDIR)/man$$s/$${m##*/} && \
+		chmod 644 $(DESTDIR)$(MANDIR)/man$$s/$${m##*/} || exit 1; done
 
 uninstall:
 	$(Q)rm -f $(DESTDIR)$(LIBDIR)/libsluice.* $(DESTDIR)$(PCDIR)/sluice.pc \
