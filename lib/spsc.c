@@ -135,7 +135,8 @@ static bool geometry_ok(uint32_t count, uint32_t slot_size)
 
 /*
  * Check a private copy of a ring's configuration (ABI and checksum
- * checked) against the object it lives in.  Counts and sizes are bounded first, so no sum below overflows.
+ * checked) against the object it lives in.  Counts and sizes are bounded
+ * first, so no sum below overflows.
  */
 static int config_check(const void *cfg, uint64_t obj_size)
 {
@@ -775,6 +776,87 @@ int sluice_spsc_wait(struct sluice_spsc *pq)
 		q->ready_call = c;
 	}
 	return err;
+}
+
+/* A wait for a layer above (sluice__spsc_wait_in()): the ring, and its own test. */
+struct wait_in {
+	struct sluice__spsc *q;
+	int (*also)(void *arg);
+	void *arg;
+};
+
+static int in_ready(void *arg)
+{
+	struct wait_in *x = arg;
+	int err = x->also(x->arg);
+
+	return err != -EAGAIN ? err : spsc_ready(x->q);
+}
+
+static int in_expired(void *arg)
+{
+	return deadline_passed(((struct wait_in *)arg)->q);
+}
+
+static void in_sleep_begin(void *arg)
+{
+	spsc_sleep_begin(((struct wait_in *)arg)->q);
+}
+
+static void in_sleep_end(void *arg, uint64_t ns)
+{
+	spsc_sleep_end(((struct wait_in *)arg)->q, ns);
+}
+
+static bool in_tick(void *arg, struct sluice__wait_call *c, uint64_t now, uint64_t *wake_at)
+{
+	return spsc_tick(((struct wait_in *)arg)->q, c, now, wake_at);
+}
+
+static const struct sluice__wait_ops wait_in_ops = {
+	.ready = in_ready,
+	.expired = in_expired,
+	.sleep_begin = in_sleep_begin,
+	.sleep_end = in_sleep_end,
+	.tick = in_tick,
+};
+
+int sluice__spsc_wait_in(struct sluice_spsc *pq, struct sluice__wait_call *c,
+			 const struct sluice__wait_kind *kind, uint64_t timeout_ns,
+			 struct sluice_cancel *cancel, int (*also)(void *arg), void *arg)
+{
+	struct sluice__spsc *q = sluice__spsc_of(pq);
+	struct wait_in x = { q, also, arg };
+	const struct sluice__wait_kind *own_kind = q->w.kind;
+	struct sluice_cancel *own_cancel = q->w.cancel;
+	uint64_t own_timeout = q->w.timeout_ns;
+	int err;
+
+	q->w.kind = kind;
+	q->w.timeout_ns = timeout_ns;
+	q->w.cancel = cancel;
+	err = sluice__wait(&q->w, c, &wait_in_ops, &x, &q->self->seq, &q->self->waiting);
+	q->w.kind = own_kind;
+	q->w.timeout_ns = own_timeout;
+	q->w.cancel = own_cancel;
+	/* The handle's own calls start afresh (sluice_spsc_wait()). */
+	q->ready_pos = 0;
+	q->ready_denied = false;
+	if (!err && q->w.polls != UINT_MAX) {
+		slip_adapt(q, q->w.polls);
+		disarm(q);
+	}
+	return err;
+}
+
+void sluice__spsc_wake_self(struct sluice_spsc *pq)
+{
+	struct sluice__spsc *q = sluice__spsc_of(pq);
+
+	/* Pairs with the sleeper's increment of waiting before it re-checks. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&q->self->waiting, memory_order_relaxed))
+		sluice__spsc_wake_side(q->self);
 }
 
 void sluice_spsc_set_timeout(struct sluice_spsc *pq, uint64_t timeout_ns)

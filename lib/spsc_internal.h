@@ -63,6 +63,20 @@ void sluice__spsc_arm(struct sluice__spsc *q);
 /* Bump a side's futex word and wake its sleepers. */
 void sluice__spsc_wake_side(struct sluice_spsc_side *s);
 
+/*
+ * One wait of call @c of a layer above the ring (the multiplexer): as
+ * sluice_spsc_wait(), but as a wait of @kind (the layer's threads share
+ * CPUs: it may yield), with the call's own timeout and token, and ending
+ * also when @also(@arg) says something other than -EAGAIN, which the
+ * caller makes true before waking this side with sluice__spsc_wake_self().
+ * Only the thread that uses the handle may call it.
+ */
+int sluice__spsc_wait_in(struct sluice_spsc *q, struct sluice__wait_call *c,
+			 const struct sluice__wait_kind *kind, uint64_t timeout_ns,
+			 struct sluice_cancel *cancel, int (*also)(void *arg), void *arg);
+/* Wake this side's own sleeper, if one sleeps; any thread may. */
+void sluice__spsc_wake_self(struct sluice_spsc *q);
+
 /* The eventfd bridge (spsc_fd.c): the consumer drained the ring; stop it. */
 void sluice__spsc_fd_drained(struct sluice__spsc_fd *ev);
 void sluice__spsc_fd_stop(struct sluice__spsc *q);
