@@ -23,7 +23,7 @@
 #                   build.  make check BPF=0 runs every test that way.
 
 VERSION_MAJOR := 0
-VERSION_MINOR := 4
+VERSION_MINOR := 5
 VERSION_PATCH := 0
 VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 

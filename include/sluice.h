@@ -6,6 +6,7 @@
 #include <sluice/cancel.h>
 #include <sluice/chan.h>
 #include <sluice/liveness.h>
+#include <sluice/mux.h>
 #include <sluice/opts.h>
 #include <sluice/region.h>
 #include <sluice/spsc.h>

@@ -27,6 +27,12 @@ enum sluice__tp {
 	SLUICE__TP_SPSC_WAIT,
 	/* SPSC ring: a wait ended ready; the call looks next. */
 	SLUICE__TP_SPSC_READY,
+	/* Multiplexer (@obj it): a request SENDING, not yet copied. */
+	SLUICE__TP_MUX_SENDING,
+	/* Multiplexer: a reply DELIVERING, not yet copied. */
+	SLUICE__TP_MUX_DELIVERING,
+	/* Responder (@obj it): a reply reserved in place, not committed. */
+	SLUICE__TP_MUX_RESERVED,
 };
 
 /* @obj: the handle the point is in (a ring's), or NULL. */
