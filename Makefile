@@ -51,6 +51,18 @@ HAVE_CK := $(if $(wildcard /usr/include/ck_ring.h),1)
 ifeq ($(HAVE_CK),1)
   CFLAGS_peer_ck.o    := -DHAVE_CK -DCK_PKG_VERSION='"$(shell pkg-config --modversion ck 2>/dev/null)"'
 endif
+HAVE_ZMQ := $(shell pkg-config --exists libzmq 2>/dev/null && echo 1)
+ifeq ($(HAVE_ZMQ),1)
+  CFLAGS_peer_zmq.o   := -DHAVE_ZMQ $(shell pkg-config --cflags libzmq)
+  LDLIBS_sluice-bench += $(shell pkg-config --libs libzmq)
+endif
+# iceoryx's C binding ships no .pc file, only CMake's: its headers are in a
+# directory named for its version.
+IOX_DIR := $(patsubst %/iceoryx_binding_c/api.h,%,$(lastword $(wildcard /usr/include/iceoryx/v*/iceoryx_binding_c/api.h)))
+ifneq ($(IOX_DIR),)
+  CFLAGS_peer_iox.o   := -DHAVE_IOX -I$(IOX_DIR) -DIOX_VERSION='"$(patsubst v%,%,$(notdir $(IOX_DIR)))"'
+  LDLIBS_sluice-bench += -liceoryx_binding_c
+endif
 
 ifeq ($(V),1)
   Q :=

@@ -6,7 +6,7 @@
 #
 #   scripts/deps.sh            install what is missing (as root)
 #   scripts/deps.sh --check    only say what is missing; exit 1 if anything is
-#   scripts/deps.sh --bench    also the benchmark peers (libdpdk-dev, libck-dev)
+#   scripts/deps.sh --bench    also the benchmark peers (DPDK, ck, ZeroMQ, iceoryx)
 #   scripts/deps.sh --no-bpf   for make BPF=0: neither libbpf nor the BPF
 #                              toolchain counts as missing
 set -eu
@@ -16,7 +16,7 @@ PKGS="gcc make pkg-config libc6-dev libnuma-dev libcmocka-dev"
 # The liveness monitor's eBPF program and its loader (not for BPF=0).
 BPF_PKGS="libbpf-dev clang llvm bpftool"
 # Peers that sluice-bench measures against; optional.
-BENCH_PKGS="libdpdk-dev libck-dev"
+BENCH_PKGS="libdpdk-dev libck-dev libzmq3-dev libiceoryx-binding-c-dev iceoryx"
 
 check_only=0
 bpf=1

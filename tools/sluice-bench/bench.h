@@ -316,6 +316,7 @@ int suite_region(const struct bench_opts *o, struct bench_table *t);	/* region.c
 int suite_spsc(const struct bench_opts *o, struct bench_table *t);	/* spsc.c */
 int suite_chan(const struct bench_opts *o, struct bench_table *t);	/* chan.c */
 int suite_live(const struct bench_opts *o, struct bench_table *t);	/* live.c */
+int suite_mux(const struct bench_opts *o, struct bench_table *t);	/* mux.c */
 
 /* Their limits and defaults that the options and --help quote. */
 #define REGION_MIN_SIZE		(4ull << 20)

@@ -58,6 +58,8 @@ static const struct suite suites[] = {
 	  "weak readers' cost", suite_chan },
 	{ "live", "a peer's death to the survivor's return: liveness monitors (BPF, pidfd) "
 	  "against a deadline", suite_live },
+	{ "mux", "request/response through the multiplexer against bare rings, Unix sockets, "
+	  "ZeroMQ, iceoryx", suite_mux },
 };
 
 static const struct suite *suite_find(const char *name)
