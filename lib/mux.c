@@ -381,12 +381,7 @@ static void tx_push(struct sluice_mux *m, struct entry *e)
 
 static bool tx_trylock(struct sluice_mux *m)
 {
-	uint32_t free_ = 0;
-
-	return !atomic_load_explicit(&m->tx_lock, memory_order_relaxed) &&
-	       atomic_compare_exchange_strong_explicit(&m->tx_lock, &free_, 1,
-						       memory_order_acquire,
-						       memory_order_relaxed);
+	return flag_take(&m->tx_lock);
 }
 
 /* Move what was pushed to the backlog's end, oldest first. */
@@ -550,6 +545,28 @@ static void tx_submit(struct sluice_mux *m, struct entry *e)
 	tx_run(m);
 }
 
+/*
+ * Wait on ring @q for call @k, with @also(@arg) as the rest of the test.
+ * Returns true: look again.  Else *@err is why the call must give up, or
+ * 0 where the link failed (the ring said the peer is gone or the ring
+ * damaged): every waiter sees that in m->failed.
+ */
+bool sluice__mux_link_wait(struct sluice_mux *m, struct sluice_spsc *q, struct call *k,
+			   int (*also)(void *), void *arg, int *err)
+{
+	*err = sluice__spsc_wait_in(q, &k->c, &sluice__mux_wait_kind, k->timeout_ns, k->cancel,
+				    also, arg);
+	if (*err == -EPIPE || *err == -EBADMSG) {
+		sluice__mux_link_fail(m, *err);
+		*err = 0;
+		return false;
+	}
+	if (*err)
+		return false;
+	k->c.stuck = 0;		/* the ring or @also had news */
+	return true;
+}
+
 static int room_also(void *arg)
 {
 	struct sluice_mux *m = arg;
@@ -575,16 +592,8 @@ static int tx_hold(struct sluice_mux *m, struct entry *e, uint64_t s, struct cal
 		}
 		if (load_state(e) != s || atomic_load_explicit(&m->failed, memory_order_acquire))
 			break;
-		err = sluice__spsc_wait_in(m->out, &k->c, &sluice__mux_wait_kind, k->timeout_ns,
-					   k->cancel, room_also, m);
-		if (err == -EPIPE || err == -EBADMSG) {
-			sluice__mux_link_fail(m, err);
-			err = 0;
+		if (!sluice__mux_link_wait(m, m->out, k, room_also, m, &err))
 			break;
-		}
-		if (err)
-			break;
-		k->c.stuck = 0;
 	}
 	tx_release(m);
 	return err;
@@ -594,12 +603,7 @@ static int tx_hold(struct sluice_mux *m, struct entry *e, uint64_t s, struct cal
 
 bool sluice__mux_rx_trylead(struct sluice_mux *m)
 {
-	uint32_t free_ = 0;
-
-	return !atomic_load_explicit(&m->rx_lead, memory_order_relaxed) &&
-	       atomic_compare_exchange_strong_explicit(&m->rx_lead, &free_, 1,
-						       memory_order_acquire,
-						       memory_order_relaxed);
+	return flag_take(&m->rx_lead);
 }
 
 /*
@@ -754,16 +758,8 @@ static int rx_lead_for(struct lead_arg *x, struct call *k)
 			break;
 		if (n)
 			continue;
-		err = sluice__spsc_wait_in(m->in, &k->c, &sluice__mux_wait_kind, k->timeout_ns,
-					   k->cancel, sluice__mux_lead_also, x);
-		if (err == -EPIPE || err == -EBADMSG) {
-			sluice__mux_link_fail(m, err);
-			err = 0;
+		if (!sluice__mux_link_wait(m, m->in, k, sluice__mux_lead_also, x, &err))
 			break;
-		}
-		if (err)
-			break;
-		k->c.stuck = 0;
 	}
 	sluice__mux_rx_unlead(m);
 	return err;
@@ -794,8 +790,7 @@ int sluice__mux_collect(struct sluice_mux *m, struct entry *e, uint64_t gen, voi
 			memcpy(rep, e->own, (size_t)result);
 	}
 	/* Two threads may collect one nonce: one gets it. */
-	if (!atomic_compare_exchange_strong_explicit(&e->state, &s, st_make(gen, E_FREE),
-						     memory_order_relaxed, memory_order_relaxed))
+	if (!state_move(e, &s, gen, E_FREE))
 		return -ENOENT;
 	sluice__mux_entry_free(m, e);
 	return result;
@@ -811,24 +806,17 @@ int sluice__mux_give_up(struct sluice_mux *m, struct entry *e, uint64_t gen, int
 	uint64_t s;
 
 	for (;;) {
-		s = load_state(e);
-		if (gen_of(s) != gen)
+		if (!state_at(e, gen, &s))
 			return -ENOENT;
 		switch (st_of(s)) {
 		case E_QUEUED:
-			if (!atomic_compare_exchange_strong_explicit(&e->state, &s,
-								     st_make(gen, E_WITHDRAWN),
-								     memory_order_relaxed,
-								     memory_order_relaxed))
+			if (!state_move(e, &s, gen, E_WITHDRAWN))
 				continue;
 			give_up_count(m, why);
 			tx_run(m);	/* frees it, unless the holder will */
 			return why;
 		case E_PENDING:
-			if (!atomic_compare_exchange_strong_explicit(&e->state, &s,
-								     st_make(gen, E_FREE),
-								     memory_order_relaxed,
-								     memory_order_relaxed))
+			if (!state_move(e, &s, gen, E_FREE))
 				continue;
 			give_up_count(m, why);
 			sluice__mux_entry_free(m, e);
@@ -897,9 +885,7 @@ static int give_up_send(struct sluice_mux *m, struct entry *e, uint64_t gen, int
 			sluice__mux_entry_wait_change(e, s);
 			continue;
 		}
-		if (atomic_compare_exchange_strong_explicit(&e->state, &s, st_make(gen, E_WITHDRAWN),
-							    memory_order_relaxed,
-							    memory_order_relaxed)) {
+		if (state_move(e, &s, gen, E_WITHDRAWN)) {
 			give_up_count(m, why);
 			tx_run(m);	/* frees it, unless the holder will */
 			return why;

@@ -132,6 +132,30 @@ static inline uint64_t load_state(const struct entry *e)
 	return atomic_load_explicit(&((struct entry *)e)->state, memory_order_acquire);
 }
 
+/* Take a flag that is 0 when free: a look first, as a CAS takes the line. */
+static inline bool flag_take(_Atomic uint32_t *f)
+{
+	uint32_t free_ = 0;
+
+	return !atomic_load_explicit(f, memory_order_relaxed) &&
+	       atomic_compare_exchange_strong_explicit(f, &free_, 1, memory_order_acquire,
+						       memory_order_relaxed);
+}
+
+/* @e's state in *@s, if its generation is still @gen. */
+static inline bool state_at(const struct entry *e, uint64_t gen, uint64_t *s)
+{
+	*s = load_state(e);
+	return gen_of(*s) == gen;
+}
+
+/* From *@s to @st at @gen, if @e is still in *@s (relaxed: see callers). */
+static inline bool state_move(struct entry *e, uint64_t *s, uint64_t gen, unsigned int st)
+{
+	return atomic_compare_exchange_strong_explicit(&e->state, s, st_make(gen, st),
+						       memory_order_relaxed, memory_order_relaxed);
+}
+
 static inline void count(_Atomic uint64_t *c)
 {
 	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
@@ -179,6 +203,8 @@ bool sluice__mux_rx_trylead(struct sluice_mux *m);
 void sluice__mux_rx_unlead(struct sluice_mux *m);
 int sluice__mux_rx_drain(struct sluice_mux *m);
 int sluice__mux_lead_also(void *arg);
+bool sluice__mux_link_wait(struct sluice_mux *m, struct sluice_spsc *q, struct call *k,
+			   int (*also)(void *), void *arg, int *err);
 int sluice__mux_collect(struct sluice_mux *m, struct entry *e, uint64_t gen, void *rep,
 			size_t cap);
 int sluice__mux_give_up(struct sluice_mux *m, struct entry *e, uint64_t gen, int why,

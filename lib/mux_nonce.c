@@ -61,8 +61,7 @@ int sluice_mux_register(struct sluice_mux *m, uint64_t nonce, const struct sluic
 	if (!e)
 		return -ENOENT;
 	for (;;) {
-		s = load_state(e);
-		if (gen_of(s) != gen)
+		if (!state_at(e, gen, &s))
 			return -ENOENT;
 		if (st_of(s) == E_PENDING || st_of(s) == E_DONE) {
 			/* REGISTERING holds the dispatcher off while we write. */
@@ -177,19 +176,11 @@ int sluice_mux_forget(struct sluice_mux *m, uint64_t nonce)
 	if (!m)
 		return -EINVAL;
 	e = entry_of_nonce(m, nonce, &gen);
-	if (!e)
-		return -ENOENT;
-	for (;;) {
-		s = load_state(e);
-		if (gen_of(s) != gen)
-			return -ENOENT;
+	while (e && state_at(e, gen, &s)) {
 		switch (st_of(s)) {
 		case E_PENDING:
 		case E_DONE:
-			if (!atomic_compare_exchange_strong_explicit(&e->state, &s,
-								     st_make(gen, E_FREE),
-								     memory_order_relaxed,
-								     memory_order_relaxed))
+			if (!state_move(e, &s, gen, E_FREE))
 				continue;
 			if (st_of(s) == E_PENDING)
 				count(&m->cancelled);
@@ -206,6 +197,7 @@ int sluice_mux_forget(struct sluice_mux *m, uint64_t nonce)
 			return -ENOENT;
 		}
 	}
+	return -ENOENT;
 }
 
 /* ------------------------------------------------------------- dispatch */
@@ -256,19 +248,13 @@ static int dispatch(struct sluice_mux *m, const struct sluice_mux_call_opts *o, 
 			sluice__mux_link_fail(m, n);
 		if (n || !block)
 			break;
-		err = sluice__spsc_wait_in(m->in, &k.c, &sluice__mux_wait_kind, k.timeout_ns,
-					   k.cancel, sluice__mux_lead_also, &x);
-		if (err == -EPIPE || err == -EBADMSG)
-			sluice__mux_link_fail(m, err);
-		if (err) {
-			n = err;
+		if (!sluice__mux_link_wait(m, m->in, &k, sluice__mux_lead_also, &x, &err)) {
+			n = err ? err : atomic_load_explicit(&m->failed, memory_order_acquire);
 			break;
 		}
-		k.c.stuck = 0;
-		if (atomic_load_explicit(&m->failed, memory_order_acquire)) {
-			n = atomic_load_explicit(&m->failed, memory_order_acquire);
+		n = atomic_load_explicit(&m->failed, memory_order_acquire);
+		if (n)
 			break;
-		}
 	}
 	sluice__mux_rx_unlead(m);
 	return n ? n : -EAGAIN;

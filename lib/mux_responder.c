@@ -207,26 +207,26 @@ int sluice_mux_recv_batch(struct sluice_mux_responder *r, uint64_t *nonce, struc
 	return recv_batch(r, nonce, iov, n, true);
 }
 
-int sluice_mux_recv(struct sluice_mux_responder *r, uint64_t *nonce, void *buf, size_t cap)
+static int recv_one(struct sluice_mux_responder *r, uint64_t *nonce, void *buf, size_t cap,
+		    bool block)
 {
 	struct iovec iov = { buf, cap };
 	int ret;
 
 	if (cap && !buf)
 		return -EINVAL;
-	ret = recv_batch(r, nonce, &iov, 1, true);
+	ret = recv_batch(r, nonce, &iov, 1, block);
 	return ret < 0 ? ret : (int)iov.iov_len;
+}
+
+int sluice_mux_recv(struct sluice_mux_responder *r, uint64_t *nonce, void *buf, size_t cap)
+{
+	return recv_one(r, nonce, buf, cap, true);
 }
 
 int sluice_mux_try_recv(struct sluice_mux_responder *r, uint64_t *nonce, void *buf, size_t cap)
 {
-	struct iovec iov = { buf, cap };
-	int ret;
-
-	if (cap && !buf)
-		return -EINVAL;
-	ret = recv_batch(r, nonce, &iov, 1, false);
-	return ret < 0 ? ret : (int)iov.iov_len;
+	return recv_one(r, nonce, buf, cap, false);
 }
 
 /* ------------------------------------------------------------- replies */

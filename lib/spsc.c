@@ -652,11 +652,28 @@ static int deadline_passed(struct sluice__spsc *q)
 	return err && err != -EAGAIN ? err : -ETIMEDOUT;
 }
 
+/*
+ * What a wait on the ring is about: the ring, and for a layer above
+ * (sluice__spsc_wait_in()) a test of its own, looked at first.
+ */
+struct wait_arg {
+	struct sluice__spsc *q;
+	int (*also)(void *arg);		/* NULL: the ring alone */
+	void *arg;
+};
+
 /* The readiness test of a wait: refill() says what a try_ call would. */
 static int spsc_ready(void *arg)
 {
-	struct sluice__spsc *q = arg;
+	const struct wait_arg *x = arg;
+	struct sluice__spsc *q = x->q;
+	int err;
 
+	if (x->also) {
+		err = x->also(x->arg);
+		if (err != -EAGAIN)
+			return err;
+	}
 	/* Fetch the slot's bytes while waiting for its tag. */
 	if (q->pub.role == SLUICE_SPSC_CONSUMER)
 		__builtin_prefetch(sluice__spsc_data(&q->pub, q->pub.pos), 0, 3);
@@ -665,13 +682,13 @@ static int spsc_ready(void *arg)
 
 static int spsc_expired(void *arg)
 {
-	return deadline_passed(arg);
+	return deadline_passed(((struct wait_arg *)arg)->q);
 }
 
 /* Arming makes the peer fence and look at waiting: see the top. */
 static void spsc_sleep_begin(void *arg)
 {
-	sluice__spsc_arm(arg);
+	sluice__spsc_arm(((struct wait_arg *)arg)->q);
 }
 
 /*
@@ -682,7 +699,7 @@ static void spsc_sleep_begin(void *arg)
 static void spsc_sleep_end(void *arg, uint64_t ns)
 {
 	if (ns > ARM_KEEP_NS)
-		disarm(arg);
+		disarm(((struct wait_arg *)arg)->q);
 }
 
 /*
@@ -695,7 +712,7 @@ static void spsc_sleep_end(void *arg, uint64_t ns)
 static bool spsc_tick(void *arg, struct sluice__wait_call *c, uint64_t now,
 		      uint64_t *wake_at)
 {
-	struct sluice__spsc *q = arg;
+	struct sluice__spsc *q = ((struct wait_arg *)arg)->q;
 	int32_t pid;
 
 	if (!q->live)
@@ -736,10 +753,11 @@ static const struct sluice__wait_ops spsc_wait = {
  */
 static int wait_pass(struct sluice__spsc *q, struct sluice__wait_call *c)
 {
+	struct wait_arg x = { q, NULL, NULL };
 	int err;
 
 	sluice__tp(SLUICE__TP_SPSC_WAIT, q);
-	err = sluice__wait(&q->w, c, &spsc_wait, q, &q->self->seq, &q->self->waiting);
+	err = sluice__wait(&q->w, c, &spsc_wait, &x, &q->self->seq, &q->self->waiting);
 	if (err)
 		return err;
 	/* Ended while spinning: the ring is busy, a fence per op is waste. */
@@ -778,55 +796,12 @@ int sluice_spsc_wait(struct sluice_spsc *pq)
 	return err;
 }
 
-/* A wait for a layer above (sluice__spsc_wait_in()): the ring, and its own test. */
-struct wait_in {
-	struct sluice__spsc *q;
-	int (*also)(void *arg);
-	void *arg;
-};
-
-static int in_ready(void *arg)
-{
-	struct wait_in *x = arg;
-	int err = x->also(x->arg);
-
-	return err != -EAGAIN ? err : spsc_ready(x->q);
-}
-
-static int in_expired(void *arg)
-{
-	return deadline_passed(((struct wait_in *)arg)->q);
-}
-
-static void in_sleep_begin(void *arg)
-{
-	spsc_sleep_begin(((struct wait_in *)arg)->q);
-}
-
-static void in_sleep_end(void *arg, uint64_t ns)
-{
-	spsc_sleep_end(((struct wait_in *)arg)->q, ns);
-}
-
-static bool in_tick(void *arg, struct sluice__wait_call *c, uint64_t now, uint64_t *wake_at)
-{
-	return spsc_tick(((struct wait_in *)arg)->q, c, now, wake_at);
-}
-
-static const struct sluice__wait_ops wait_in_ops = {
-	.ready = in_ready,
-	.expired = in_expired,
-	.sleep_begin = in_sleep_begin,
-	.sleep_end = in_sleep_end,
-	.tick = in_tick,
-};
-
 int sluice__spsc_wait_in(struct sluice_spsc *pq, struct sluice__wait_call *c,
 			 const struct sluice__wait_kind *kind, uint64_t timeout_ns,
 			 struct sluice_cancel *cancel, int (*also)(void *arg), void *arg)
 {
 	struct sluice__spsc *q = sluice__spsc_of(pq);
-	struct wait_in x = { q, also, arg };
+	struct wait_arg x = { q, also, arg };
 	const struct sluice__wait_kind *own_kind = q->w.kind;
 	struct sluice_cancel *own_cancel = q->w.cancel;
 	uint64_t own_timeout = q->w.timeout_ns;
@@ -835,7 +810,7 @@ int sluice__spsc_wait_in(struct sluice_spsc *pq, struct sluice__wait_call *c,
 	q->w.kind = kind;
 	q->w.timeout_ns = timeout_ns;
 	q->w.cancel = cancel;
-	err = sluice__wait(&q->w, c, &wait_in_ops, &x, &q->self->seq, &q->self->waiting);
+	err = sluice__wait(&q->w, c, &spsc_wait, &x, &q->self->seq, &q->self->waiting);
 	q->w.kind = own_kind;
 	q->w.timeout_ns = own_timeout;
 	q->w.cancel = own_cancel;
