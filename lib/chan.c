@@ -135,67 +135,6 @@ void sluice__chan_wake_all(struct sluice_chan *ch)
 	sluice__futex_bump_wake(&ch->m.h->wseq);
 }
 
-/*
- * Walk committed forward over every sealed slice.  Writers do it when a
- * slice of theirs crosses an eighth of the ring, and whoever needs it up to
- * date (a writer short of room, a reader joining) does it first.
- *
- * What it reads at c is a hint: once others have moved committed past c,
- * writers may be reusing those bytes, so the loads are the racy kind and
- * the CAS, which fails unless committed is still c, is the check.  While
- * committed is c, nobody reserves a lap past it, and the bytes are c's.
- * A walk that misses a seal just stored stops short; the committer's own
- * wake (wake_sleepers()) covers anyone waiting on it.  A walk takes at
- * most a lap's worth of slices (none is under 16 bytes), more than honest
- * writers ever leave behind (an eighth of the ring): a peer rewriting
- * committed under it cannot keep it walking.
- */
-void sluice__chan_advance(struct sluice_chan *ch)
-{
-	struct sluice_chan_hdr *h = ch->m.h;
-	uint64_t c, next, seal, tail, steps;
-	struct sluice_chan_slice *s;
-	uint32_t bytes;
-
-	c = atomic_load_explicit(&h->committed, memory_order_seq_cst);
-	for (steps = 0; steps < ch->m.cap / CHAN_ALIGN; steps++) {
-		tail = tail_pos(atomic_load_explicit(&h->tail, memory_order_acquire));
-		if (c >= tail || c % CHAN_ALIGN)
-			break;
-		s = slice_at(ch, c);
-		seal = racy_load64(&s->seal);
-		/* The slice's header after its seal (pairs with sluice__chan_seal()'s store). */
-		atomic_thread_fence(memory_order_acquire);
-		if (!sealed(ch, seal, c))
-			break;
-		bytes = racy_load32(&s->bytes);
-		next = c + CHAN_SLICE_HDR + bytes;
-		if (next > tail || !slice_ok(ch, c, (uint32_t)(seal & CHAN_SEAL_KIND), bytes,
-					     racy_load32(&s->frames)))
-			break;		/* not ours to judge: readers say -EBADMSG */
-		if (atomic_compare_exchange_strong_explicit(&h->committed, &c, next,
-							    memory_order_seq_cst,
-							    memory_order_seq_cst)) {
-			c = next;
-		}
-	}
-}
-
-/* Seal the slice at @at as @kind, @bytes after its header, and tell. */
-void sluice__chan_seal(struct sluice_chan *ch, uint64_t at, uint32_t bytes,
-		       uint32_t frames, uint32_t kind)
-{
-	struct sluice_chan_slice *s = slice_at(ch, at);
-
-	atomic_store_explicit(&s->bytes, bytes, memory_order_relaxed);
-	atomic_store_explicit(&s->frames, frames, memory_order_relaxed);
-	/*
-	 * seq_cst: a release for readers (the frames before it), and a store
-	 * in the total order for sluice__chan_advance() and sleeping readers (the top).
-	 */
-	atomic_store_explicit(&s->seal, chan_seal(ch->salt, at, kind), memory_order_seq_cst);
-}
-
 /* ------------------------------------------------------------- waiting */
 
 /*
