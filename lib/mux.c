@@ -151,15 +151,27 @@ void sluice__mux_free_push(struct sluice_mux *m, struct entry *e)
 		sluice__futex_bump_wake(&m->f_seq);
 }
 
-/* Back to the free stack: @e is FREE already, by its owner's hand. */
-void sluice__mux_entry_free(struct sluice_mux *m, struct entry *e)
+/* Onto the free stack, ready for its next use. */
+void sluice__mux_entry_recycle(struct sluice_mux *m, struct entry *e)
 {
 	uint64_t v;
 
+	atomic_store_explicit(&e->busy, 0, memory_order_relaxed);
 	/* A signal for an outcome nobody read must not greet the next use. */
 	if (e->efd >= 0 && read(e->efd, &v, sizeof(v)) < 0)
 		v = 0;
 	sluice__mux_free_push(m, e);
+}
+
+/*
+ * Back to the free stack: @e is FREE already, by its owner's hand.  Its
+ * waiter, if one is still in it, recycles it as it leaves (busy).
+ */
+void sluice__mux_entry_free(struct sluice_mux *m, struct entry *e)
+{
+	if (atomic_fetch_or_explicit(&e->busy, BUSY_FREED, memory_order_acq_rel) & BUSY_HELD)
+		return;
+	sluice__mux_entry_recycle(m, e);
 }
 
 /* FREE @e from state @s, which we own; then free it. */
@@ -971,14 +983,18 @@ int sluice__mux_wait_entry(struct sluice_mux *m, struct entry *e, uint64_t gen, 
 		      bool sent_only, void *rep, size_t cap)
 {
 	uint32_t idle = 0;
+	uint64_t s;
 	int ret;
 
 	/* One waiter a nonce: its wait state is the entry's. */
-	if (!atomic_compare_exchange_strong_explicit(&e->busy, &idle, 1, memory_order_acquire,
-						     memory_order_relaxed))
-		return -EBUSY;
+	if (!atomic_compare_exchange_strong_explicit(&e->busy, &idle, BUSY_HELD,
+						     memory_order_acquire, memory_order_relaxed))
+		return state_at(e, gen, &s) && st_of(s) != E_FREE ? -EBUSY : -ENOENT;
 	ret = await(m, e, gen, k, sent_only, rep, cap);
-	atomic_store_explicit(&e->busy, 0, memory_order_release);
+	sluice__tp(SLUICE__TP_MUX_LEAVING, m);
+	/* Freed while we were in it: ours to put back, now that we are out. */
+	if (atomic_exchange_explicit(&e->busy, 0, memory_order_acq_rel) & BUSY_FREED)
+		sluice__mux_entry_recycle(m, e);
 	return sluice__mux_leave(m, ret);
 }
 

@@ -38,7 +38,13 @@ struct entry {
 	_Atomic uint32_t seq;		/* futex: bumped when its waiter must look */
 	_Atomic uint32_t nwait;		/* its waiter sleeps, or is about to */
 	_Atomic uint32_t reg;		/* registrations: a waiter that sees it move was replaced */
-	_Atomic uint32_t busy;		/* a thread waits on it */
+	/*
+	 * BUSY_HELD: a thread waits on it, in its wait state (w).  Freed
+	 * meanwhile (by that thread's own collect, or a forget), it is
+	 * marked BUSY_FREED and its waiter puts it back on the free stack as
+	 * it leaves: the next use never shares w with a waiter of the last.
+	 */
+	_Atomic uint32_t busy;
 	_Atomic uint32_t free_next;	/* free stack: the next entry + 1 */
 	_Atomic uint32_t tx_next;	/* send stack: the next entry + 1 */
 	uint32_t len;			/* QUEUED: the request, in its sender's memory */
@@ -142,6 +148,9 @@ static inline bool flag_take(_Atomic uint32_t *f)
 						       memory_order_relaxed);
 }
 
+#define BUSY_HELD	1u
+#define BUSY_FREED	2u
+
 /* @e's state in *@s, if its generation is still @gen. */
 static inline bool state_at(const struct entry *e, uint64_t gen, uint64_t *s)
 {
@@ -191,6 +200,7 @@ void sluice__mux_entry_wake(struct entry *e);
 void sluice__mux_entry_wait_change(struct entry *e, uint64_t s);
 void sluice__mux_entry_free(struct sluice_mux *m, struct entry *e);
 void sluice__mux_free_push(struct sluice_mux *m, struct entry *e);
+void sluice__mux_entry_recycle(struct sluice_mux *m, struct entry *e);
 int sluice__mux_entry_reg(struct sluice_mux *m, struct entry *e,
 			  const struct sluice_mux_reg *reg);
 bool sluice__mux_reg_ok(const struct sluice_mux_reg *reg);

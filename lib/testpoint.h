@@ -31,6 +31,8 @@ enum sluice__tp {
 	SLUICE__TP_MUX_SENDING,
 	/* Multiplexer: a reply DELIVERING, not yet copied. */
 	SLUICE__TP_MUX_DELIVERING,
+	/* Multiplexer: a waiter done with its entry (maybe freed), still in it. */
+	SLUICE__TP_MUX_LEAVING,
 	/* Responder (@obj it): a reply reserved in place, not committed. */
 	SLUICE__TP_MUX_RESERVED,
 };

@@ -1340,6 +1340,61 @@ static void test_a_call_failing_with_the_link_while_copied_returns_the_error(voi
 	pair_close(&p);
 }
 
+static _Atomic uint32_t tp_leaving;
+
+static void slow_leaving(enum sluice__tp point, void *obj)
+{
+	if (point == SLUICE__TP_MUX_LEAVING && obj == tp_mux && !atomic_exchange(&tp_once, 1)) {
+		atomic_store(&tp_leaving, 1);
+		h_sleep_ms(50);
+	}
+}
+
+struct second_call {
+	struct sluice_mux *m;
+	int n;
+	char rep[8];
+};
+
+static void *call_when_leaving(void *arg)
+{
+	struct second_call *c = arg;
+
+	while (!atomic_load(&tp_leaving))
+		h_sleep_ms(1);
+	c->n = sluice_mux_call(c->m, "2", 1, c->rep, sizeof(c->rep), NULL);
+	return NULL;
+}
+
+static void test_an_entry_is_reused_only_once_its_waiter_has_left(void **state)
+{
+	SLUICE_OPTS(sluice_mux_opts, mo, .inflight = 1);
+	struct second_call c = { 0 };
+	struct pair p;
+	pthread_t th;
+	char rep[8];
+
+	/*
+	 * One entry.  Its first caller has its reply and is slow to leave the
+	 * entry; a second call meanwhile gets the entry only after that (it
+	 * used to get it at once, and -EBUSY from its own wait).
+	 */
+	pair_open(&p, *state, R_ECHO, 0, &mo, NULL, SLOTS);
+	tp_mux = p.m;
+	atomic_store(&tp_once, 0);
+	atomic_store(&tp_leaving, 0);
+	c.m = p.m;
+	assert_int_equal(pthread_create(&th, NULL, call_when_leaving, &c), 0);
+	sluice__tp_hook = slow_leaving;
+	assert_int_equal(sluice_mux_call(p.m, "1", 1, rep, sizeof(rep), NULL), 1);
+	pthread_join(th, NULL);
+	sluice__tp_hook = NULL;
+	assert_int_equal(rep[0], '1');
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.rep[0], '2');
+	pair_close(&p);
+}
+
 static void slow_delivery(enum sluice__tp point, void *obj)
 {
 	if (point == SLUICE__TP_MUX_DELIVERING && obj == tp_mux && !atomic_exchange(&tp_once, 1))
@@ -1495,6 +1550,7 @@ int main(void)
 		T(test_a_link_failing_while_a_request_is_copied_still_tells_its_callback),
 		T(test_a_call_failing_with_the_link_while_copied_returns_the_error),
 		T(test_a_reply_delivered_across_the_deadline_is_returned),
+		T(test_an_entry_is_reused_only_once_its_waiter_has_left),
 		T(test_a_caller_killed_while_sending_ends_the_responders_receive),
 		T(test_a_responder_killed_holding_a_reply_fails_the_call),
 	};
