@@ -503,7 +503,8 @@ static int tx_send(struct sluice_mux *m)
 /*
  * Give the right to send up.  The backlog's first sender, if any, takes
  * it on to wait for room; a push made while we held it is sent now, by us
- * or by its sender (Dekker's pair with tx_push()).
+ * or by its sender (Dekker's pair with tx_push()), and so is a withdrawal
+ * (tx_kick()): the first we woke may have been the one withdrawn.
  */
 static void tx_release(struct sluice_mux *m)
 {
@@ -512,11 +513,14 @@ static void tx_release(struct sluice_mux *m)
 
 	for (;;) {
 		first = m->nbacklog ? m->backlog[0] + 1 : 0;
+		sluice__tp(SLUICE__TP_MUX_RELEASING, m);
 		atomic_store_explicit(&m->tx_lock, 0, memory_order_seq_cst);
 		if (first)
 			sluice__mux_entry_wake(&m->e[first - 1]);
-		if (!atomic_load_explicit(&m->tx_head, memory_order_seq_cst) || !tx_trylock(m))
+		if ((!atomic_load_explicit(&m->tx_head, memory_order_seq_cst) &&
+		     !atomic_load_explicit(&m->tx_kick, memory_order_seq_cst)) || !tx_trylock(m))
 			return;
+		atomic_store_explicit(&m->tx_kick, 0, memory_order_relaxed);
 		err = tx_send(m);
 		if (err)
 			sluice__mux_link_fail(m, err);
@@ -530,10 +534,24 @@ static void tx_run(struct sluice_mux *m)
 
 	if (!tx_trylock(m))
 		return;
+	atomic_store_explicit(&m->tx_kick, 0, memory_order_relaxed);
 	err = tx_send(m);
 	if (err)
 		sluice__mux_link_fail(m, err);
 	tx_release(m);
+}
+
+/*
+ * A QUEUED entry was withdrawn.  Whoever holds the right to send frees
+ * it, and may have just handed the right to it, asleep in nobody: make it
+ * look again (Dekker's pair with tx_release(): the kick stored, then the
+ * lock loaded, each seq_cst), or send ourselves if the right is free.
+ */
+static void tx_kick(struct sluice_mux *m)
+{
+	atomic_store_explicit(&m->tx_kick, 1, memory_order_seq_cst);
+	if (!atomic_load_explicit(&m->tx_lock, memory_order_seq_cst))
+		tx_run(m);
 }
 
 /*
@@ -657,7 +675,8 @@ static void want_set(struct sluice_mux *m, struct entry *e, bool on)
 	if (on)
 		atomic_fetch_or_explicit(&m->want[i / 64], bit, memory_order_seq_cst);
 	else
-		atomic_fetch_and_explicit(&m->want[i / 64], ~bit, memory_order_relaxed);
+		/* seq_cst: ordered before sluice__mux_leave()'s look at the lead. */
+		atomic_fetch_and_explicit(&m->want[i / 64], ~bit, memory_order_seq_cst);
 }
 
 /*
@@ -825,7 +844,7 @@ int sluice__mux_give_up(struct sluice_mux *m, struct entry *e, uint64_t gen, int
 			if (!state_move(e, &s, gen, E_WITHDRAWN))
 				continue;
 			give_up_count(m, why);
-			tx_run(m);	/* frees it, unless the holder will */
+			tx_kick(m);	/* frees it, unless the holder will */
 			return why;
 		case E_PENDING:
 			if (!state_move(e, &s, gen, E_FREE))
@@ -899,7 +918,7 @@ static int give_up_send(struct sluice_mux *m, struct entry *e, uint64_t gen, int
 		}
 		if (state_move(e, &s, gen, E_WITHDRAWN)) {
 			give_up_count(m, why);
-			tx_run(m);	/* frees it, unless the holder will */
+			tx_kick(m);	/* frees it, unless the holder will */
 			return why;
 		}
 	}
@@ -979,22 +998,94 @@ int sluice__mux_leave(struct sluice_mux *m, int ret)
 	return ret;
 }
 
+/* Is @gen's use of @e still on (not freed, nor withdrawn)? */
+static bool use_on(const struct entry *e, uint64_t gen)
+{
+	uint64_t s;
+
+	return state_at(e, gen, &s) && st_of(s) != E_FREE && st_of(s) != E_WITHDRAWN;
+}
+
+/* Leave @e's busy; freed while we held it, it is ours to put back. */
+static void busy_leave(struct sluice_mux *m, struct entry *e)
+{
+	if (atomic_exchange_explicit(&e->busy, 0, memory_order_acq_rel) & BUSY_FREED)
+		sluice__mux_entry_recycle(m, e);
+}
+
+struct busy_arg {
+	struct entry *e;
+	uint32_t holder;	/* the busy word that kept us out */
+};
+
+static int busy_ready(void *arg)
+{
+	struct busy_arg *x = arg;
+
+	return atomic_load_explicit(&x->e->busy, memory_order_acquire) != x->holder ? 0 : -EAGAIN;
+}
+
+static const struct sluice__wait_ops busy_ops = {
+	.ready = busy_ready,
+	.expired = sluice__mux_timed_out,
+};
+
+/*
+ * Take @e's busy for @gen.  A waiter of another generation in it came
+ * with a stale nonce, between its look at the generation and its take,
+ * and leaves as soon as it looks again (below): wait for that, to @k's
+ * deadline.  Returns 0, -EBUSY (a waiter for @gen is in it), -ENOENT
+ * (@gen's use is over), or why the wait ended.
+ */
+static int busy_take(struct sluice_mux *m, struct entry *e, uint64_t gen, struct call *k)
+{
+	struct busy_arg x = { e, 0 };
+	struct sluice__wait w;
+	int err;
+
+	sluice__wait_init(&w, &sluice__mux_wait_kind, k->timeout_ns, k->cancel, m->spin_ns);
+	sluice__tp(SLUICE__TP_MUX_TAKING, m);
+	for (;;) {
+		x.holder = 0;
+		if (atomic_compare_exchange_strong_explicit(&e->busy, &x.holder, busy_mine(gen),
+							    memory_order_acquire,
+							    memory_order_acquire))
+			break;
+		if (!use_on(e, gen))
+			return -ENOENT;
+		if (x.holder == busy_mine(gen) || x.holder == (busy_mine(gen) | BUSY_FREED))
+			return -EBUSY;
+		err = sluice__wait(&w, &k->c, &busy_ops, &x, &e->seq, &e->nwait);
+		if (err)
+			return err;
+		k->c.stuck = 0;
+	}
+	sluice__tp(SLUICE__TP_MUX_HELD, m);
+	/* Our generation may have gone between our look and our take. */
+	if (!use_on(e, gen)) {
+		busy_leave(m, e);
+		sluice__mux_entry_wake(e);	/* one of its own may wait for us to go */
+		return -ENOENT;
+	}
+	return 0;
+}
+
 int sluice__mux_wait_entry(struct sluice_mux *m, struct entry *e, uint64_t gen, struct call *k,
 		      bool sent_only, void *rep, size_t cap)
 {
-	uint32_t idle = 0;
-	uint64_t s;
 	int ret;
 
 	/* One waiter a nonce: its wait state is the entry's. */
-	if (!atomic_compare_exchange_strong_explicit(&e->busy, &idle, BUSY_HELD,
-						     memory_order_acquire, memory_order_relaxed))
-		return state_at(e, gen, &s) && st_of(s) != E_FREE ? -EBUSY : -ENOENT;
+	ret = busy_take(m, e, gen, k);
+	if (ret == -ENOENT)
+		return sent_only ? 0 : ret;	/* a send whose use is over went */
+	if (ret == -EBUSY)
+		return ret;
+	if (ret)	/* the deadline or the token, waiting for a stale waiter to go */
+		return sluice__mux_leave(m, quit(m, e, gen, ret, sent_only, rep, cap));
 	ret = await(m, e, gen, k, sent_only, rep, cap);
 	sluice__tp(SLUICE__TP_MUX_LEAVING, m);
-	/* Freed while we were in it: ours to put back, now that we are out. */
-	if (atomic_exchange_explicit(&e->busy, 0, memory_order_acq_rel) & BUSY_FREED)
-		sluice__mux_entry_recycle(m, e);
+	busy_leave(m, e);
 	return sluice__mux_leave(m, ret);
 }
 

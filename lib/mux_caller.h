@@ -39,7 +39,8 @@ struct entry {
 	_Atomic uint32_t nwait;		/* its waiter sleeps, or is about to */
 	_Atomic uint32_t reg;		/* registrations: a waiter that sees it move was replaced */
 	/*
-	 * BUSY_HELD: a thread waits on it, in its wait state (w).  Freed
+	 * BUSY_HELD: a thread waits on it, in its wait state (w), with the
+	 * low bits of the generation it waits for above the flags.  Freed
 	 * meanwhile (by that thread's own collect, or a forget), it is
 	 * marked BUSY_FREED and its waiter puts it back on the free stack as
 	 * it leaves: the next use never shares w with a waiter of the last.
@@ -81,6 +82,7 @@ struct sluice_mux {
 	/* Sending. */
 	_Alignas(64) _Atomic uint32_t tx_head;	/* pushed entries + 1, newest first */
 	_Atomic uint32_t tx_lock;
+	_Atomic uint32_t tx_kick;	/* a backlog entry was withdrawn: look again */
 	uint32_t *backlog;		/* under tx_lock: queued, oldest first */
 	uint32_t nbacklog;
 
@@ -150,6 +152,13 @@ static inline bool flag_take(_Atomic uint32_t *f)
 
 #define BUSY_HELD	1u
 #define BUSY_FREED	2u
+#define BUSY_FLAGS	3u
+
+/* What a waiter for generation @gen writes in busy. */
+static inline uint32_t busy_mine(uint64_t gen)
+{
+	return (uint32_t)(gen << 2) | BUSY_HELD;
+}
 
 /* @e's state in *@s, if its generation is still @gen. */
 static inline bool state_at(const struct entry *e, uint64_t gen, uint64_t *s)

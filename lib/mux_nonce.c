@@ -237,7 +237,8 @@ static int dispatch(struct sluice_mux *m, const struct sluice_mux_call_opts *o, 
 		/* Another leads: wait to be handed the lead (rx_pass()). */
 		atomic_fetch_add_explicit(&m->d_want, 1, memory_order_seq_cst);
 		err = sluice__wait(&w, &k.c, &d_ops, m, &m->d_seq, &m->d_nwait);
-		atomic_fetch_sub_explicit(&m->d_want, 1, memory_order_relaxed);
+		/* seq_cst: ordered before sluice__mux_leave()'s look at the lead. */
+		atomic_fetch_sub_explicit(&m->d_want, 1, memory_order_seq_cst);
 		if (err)
 			return sluice__mux_leave(m, err);
 		k.c.stuck = 0;

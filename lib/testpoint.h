@@ -31,8 +31,15 @@ enum sluice__tp {
 	SLUICE__TP_MUX_SENDING,
 	/* Multiplexer: a reply DELIVERING, not yet copied. */
 	SLUICE__TP_MUX_DELIVERING,
+	/* Multiplexer: a waiter has looked at its nonce, not yet taken the entry. */
+	SLUICE__TP_MUX_TAKING,
+	/* Multiplexer: a waiter has taken its entry, not yet looked again. */
+	SLUICE__TP_MUX_HELD,
 	/* Multiplexer: a waiter done with its entry (maybe freed), still in it. */
 	SLUICE__TP_MUX_LEAVING,
+	/* Multiplexer: the sender about to give up the right to send, its
+	 * backlog's first chosen to be woken. */
+	SLUICE__TP_MUX_RELEASING,
 	/* Responder (@obj it): a reply reserved in place, not committed. */
 	SLUICE__TP_MUX_RESERVED,
 };

@@ -1395,6 +1395,188 @@ static void test_an_entry_is_reused_only_once_its_waiter_has_left(void **state)
 	pair_close(&p);
 }
 
+static _Atomic uint32_t tp_at, tp_go;
+
+/*
+ * The stale waiter: stops after its look at the nonce (1) and again
+ * holding the entry (2), each time until told to go on.
+ */
+static void stop_taking_and_held(enum sluice__tp point, void *obj)
+{
+	uint32_t at = point == SLUICE__TP_MUX_TAKING ? 1 : point == SLUICE__TP_MUX_HELD ? 2 : 0;
+
+	if (!at || obj != tp_mux || atomic_load(&tp_at) != at - 1)
+		return;
+	atomic_store(&tp_at, at);
+	while (atomic_load(&tp_go) < at)
+		h_sleep_ms(1);
+}
+
+struct stale_wait {
+	struct sluice_mux *m;
+	uint64_t nonce;
+	int n;
+};
+
+static void *wait_stale(void *arg)
+{
+	struct stale_wait *w = arg;
+	char rep[8];
+
+	w->n = sluice_mux_wait(w->m, w->nonce, rep, sizeof(rep), NULL);
+	return NULL;
+}
+
+static void *release_later(void *arg)
+{
+	(void)arg;
+	h_sleep_ms(50);
+	atomic_store(&tp_go, 2);
+	return NULL;
+}
+
+static void test_a_waiter_with_a_stale_nonce_never_keeps_the_entrys_next_call_out(void **state)
+{
+	SLUICE_OPTS(sluice_mux_opts, mo, .inflight = 1);
+	struct sluice_mux_reg reg = { .sz = sizeof(reg) };
+	struct stale_wait w = { 0 };
+	struct pair p;
+	pthread_t th, go;
+	char rep[8], room[8];
+	uint64_t nonce;
+
+	/*
+	 * One entry.  A thread waits on a nonce that is forgotten and whose
+	 * entry goes to a new call between its look and its take: it holds
+	 * the entry, stale, at HELD.  The new call's wait must not fail for
+	 * it (it used to, -EBUSY, with its request still out).
+	 */
+	pair_open(&p, *state, R_ECHO, 0, &mo, NULL, SLOTS);
+	tp_mux = p.m;
+	atomic_store(&tp_at, 0);
+	atomic_store(&tp_go, 0);
+	reg.rep = room;
+	reg.cap = sizeof(room);
+	assert_int_equal(sluice_mux_send(p.m, "1", 1, &reg, NULL, &nonce), 0);
+	w = (struct stale_wait){ p.m, nonce, 0 };
+	sluice__tp_hook = stop_taking_and_held;
+	assert_int_equal(pthread_create(&th, NULL, wait_stale, &w), 0);
+	while (atomic_load(&tp_at) < 1)
+		h_sleep_ms(1);
+	/* It has looked; the nonce is forgotten and the entry free again. */
+	assert_int_equal(sluice_mux_forget(p.m, nonce), 0);
+	atomic_store(&tp_go, 1);
+	while (atomic_load(&tp_at) < 2)
+		h_sleep_ms(1);
+	/* It holds the entry, stale; the next call takes the entry. */
+	assert_int_equal(pthread_create(&go, NULL, release_later, NULL), 0);
+	assert_int_equal(sluice_mux_call(p.m, "2", 1, rep, sizeof(rep), NULL), 1);
+	pthread_join(go, NULL);
+	pthread_join(th, NULL);
+	sluice__tp_hook = NULL;
+	assert_int_equal(rep[0], '2');
+	assert_int_equal(w.n, -ENOENT);
+	assert_int_equal(sluice_mux_pending(p.m), 0);
+	pair_close(&p);
+}
+
+static struct sluice_cancel *tp_tok;
+
+/* Once one send has given up, cancel the next as the right to send is given up. */
+static void cancel_the_first_at_release(enum sluice__tp point, void *obj)
+{
+	struct sluice_mux_stats st;
+
+	if (point != SLUICE__TP_MUX_RELEASING || obj != tp_mux)
+		return;
+	sluice_mux_stats(tp_mux, &st);
+	if (st.cancelled != 1 || atomic_exchange(&tp_once, 1))
+		return;
+	sluice_cancel_trigger(tp_tok, -ECANCELED);
+	/* Its sender withdraws it while we still hold the right. */
+	while (sluice_mux_pending(tp_mux) > 9)
+		h_sleep_ms(1);
+	h_sleep_ms(10);
+}
+
+struct sender {
+	struct sluice_mux *m;
+	const char *what;
+	struct sluice_cancel *tok;
+	int ret;
+};
+
+static void *send_one(void *arg)
+{
+	struct sender *x = arg;
+	struct sluice_mux_call_opts o = call_ms(10000, x->tok);
+	uint64_t nonce;
+
+	x->ret = sluice_mux_send(x->m, x->what, 1, NULL, &o, &nonce);
+	return NULL;
+}
+
+static void start_sender(pthread_t *th, struct sender *x, struct sluice_mux *m, const char *what,
+			 struct sluice_cancel *tok, unsigned int pending)
+{
+	*x = (struct sender){ m, what, tok, 1 };
+	assert_int_equal(pthread_create(th, NULL, send_one, x), 0);
+	while (sluice_mux_pending(m) < pending)
+		h_sleep_ms(1);
+	h_sleep_ms(10);		/* asleep on its entry */
+}
+
+static void test_a_send_withdrawn_as_it_is_handed_the_right_to_send_hands_it_on(void **state)
+{
+	SLUICE_OPTS(sluice_mux_opts, mo, .inflight = 16);
+	struct sluice_cancel *tx, *ta;
+	struct sender x, a, b;
+	pthread_t thx, tha, thb;
+	struct h_fx *fx = *state;
+	struct pair p;
+	uint64_t nonce;
+	unsigned int i;
+	int64_t t0;
+
+	/*
+	 * A full ring (4 slots, the responder stopped after 4) and three sends
+	 * waiting, x holding the right to send.  x gives up, frees itself,
+	 * and hands the right to a, which gives up at that moment.  b must
+	 * still be woken to send when room comes (it used to sleep to its
+	 * deadline).
+	 */
+	pair_open(&p, fx, R_SILENT, 4, &mo, NULL, 4);
+	for (i = 0; i < 8; i++)
+		assert_int_equal(sluice_mux_send(p.m, "f", 1, NULL, NULL, &nonce), 0);
+	assert_int_equal(sluice_cancel_create(NULL, &tx), 0);
+	assert_int_equal(sluice_cancel_create(NULL, &ta), 0);
+	/* The hook waits for x's withdrawal (cancelled 1) to act. */
+	tp_mux = p.m;
+	tp_tok = ta;
+	atomic_store(&tp_once, 0);
+	sluice__tp_hook = cancel_the_first_at_release;
+	start_sender(&thx, &x, p.m, "x", tx, 9);
+	start_sender(&tha, &a, p.m, "a", ta, 10);
+	start_sender(&thb, &b, p.m, "b", NULL, 11);
+	assert_int_equal(sluice_cancel_trigger(tx, -ECANCELED), 0);
+	pthread_join(thx, NULL);
+	pthread_join(tha, NULL);
+	assert_int_equal(x.ret, -ECANCELED);
+	assert_int_equal(a.ret, -ECANCELED);
+	/* Room comes: b goes. */
+	t0 = h_now_ms();
+	h_sync_of(fx->r)->stage = 1;
+	pthread_join(thb, NULL);
+	sluice__tp_hook = NULL;
+	assert_int_equal(b.ret, 0);
+	/* At once, not at its deadline (10 s) nor at a stranger's wake. */
+	h_assert_took(t0, 0, 1000);
+	assert_int_equal(atomic_load(&tp_once), 1);
+	sluice_cancel_destroy(tx);
+	sluice_cancel_destroy(ta);
+	pair_close(&p);
+}
+
 static void slow_delivery(enum sluice__tp point, void *obj)
 {
 	if (point == SLUICE__TP_MUX_DELIVERING && obj == tp_mux && !atomic_exchange(&tp_once, 1))
@@ -1551,6 +1733,8 @@ int main(void)
 		T(test_a_call_failing_with_the_link_while_copied_returns_the_error),
 		T(test_a_reply_delivered_across_the_deadline_is_returned),
 		T(test_an_entry_is_reused_only_once_its_waiter_has_left),
+		T(test_a_waiter_with_a_stale_nonce_never_keeps_the_entrys_next_call_out),
+		T(test_a_send_withdrawn_as_it_is_handed_the_right_to_send_hands_it_on),
 		T(test_a_caller_killed_while_sending_ends_the_responders_receive),
 		T(test_a_responder_killed_holding_a_reply_fails_the_call),
 	};
