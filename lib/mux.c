@@ -1041,9 +1041,9 @@ static int busy_take(struct sluice_mux *m, struct entry *e, uint64_t gen, struct
 {
 	struct busy_arg x = { e, 0 };
 	struct sluice__wait w;
+	bool waited = false;
 	int err;
 
-	sluice__wait_init(&w, &sluice__mux_wait_kind, k->timeout_ns, k->cancel, m->spin_ns);
 	sluice__tp(SLUICE__TP_MUX_TAKING, m);
 	for (;;) {
 		x.holder = 0;
@@ -1055,6 +1055,10 @@ static int busy_take(struct sluice_mux *m, struct entry *e, uint64_t gen, struct
 			return -ENOENT;
 		if (x.holder == busy_mine(gen) || x.holder == (busy_mine(gen) | BUSY_FREED))
 			return -EBUSY;
+		if (!waited)
+			sluice__wait_init(&w, &sluice__mux_wait_kind, k->timeout_ns, k->cancel,
+					  m->spin_ns);
+		waited = true;
 		err = sluice__wait(&w, &k->c, &busy_ops, &x, &e->seq, &e->nwait);
 		if (err)
 			return err;
