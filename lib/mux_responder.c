@@ -42,6 +42,12 @@ struct sluice_mux_responder {
 	/* A reply reserved in place: tx's holder's. */
 	struct iovec held;
 	uint64_t held_nonce;
+	/*
+	 * -EPIPE once a receive found the caller side gone.  Its two rings
+	 * learn of it one at a time (a monitor fires a watch each); a reply
+	 * after that receive must not find the other ring still open.
+	 */
+	_Atomic int gone;
 };
 
 /* One call: all its waits run to one deadline. */
@@ -156,9 +162,13 @@ static int take(struct sluice_mux_responder *r, uint64_t *nonce, struct iovec *i
 		if (got != -EAGAIN || !block)
 			break;
 		err = ring_wait(r, r->in, k);
+		if (err == -EPIPE)
+			atomic_store_explicit(&r->gone, err, memory_order_release);
 		if (err)
 			return err;
 	}
+	if (got == -EPIPE)
+		atomic_store_explicit(&r->gone, got, memory_order_release);
 	if (got < 0)
 		return got;
 	for (i = 0; i < (unsigned int)got; i++) {
@@ -237,6 +247,9 @@ static int room(struct sluice_mux_responder *r, struct iovec *v, unsigned int n,
 {
 	int got, err;
 
+	err = atomic_load_explicit(&r->gone, memory_order_acquire);
+	if (err)
+		return err;
 	while ((got = sluice_spsc_try_reserve(r->out, v, n)) == -EAGAIN) {
 		err = ring_wait(r, r->out, k);
 		if (err)
