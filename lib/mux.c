@@ -152,7 +152,7 @@ void sluice__mux_free_push(struct sluice_mux *m, struct entry *e)
 }
 
 /* Onto the free stack, ready for its next use. */
-void sluice__mux_entry_recycle(struct sluice_mux *m, struct entry *e)
+static void entry_recycle(struct sluice_mux *m, struct entry *e)
 {
 	uint64_t v;
 
@@ -171,7 +171,7 @@ void sluice__mux_entry_free(struct sluice_mux *m, struct entry *e)
 {
 	if (atomic_fetch_or_explicit(&e->busy, BUSY_FREED, memory_order_acq_rel) & BUSY_HELD)
 		return;
-	sluice__mux_entry_recycle(m, e);
+	entry_recycle(m, e);
 }
 
 /* FREE @e from state @s, which we own; then free it. */
@@ -998,19 +998,15 @@ int sluice__mux_leave(struct sluice_mux *m, int ret)
 	return ret;
 }
 
-/* Is @gen's use of @e still on (not freed, nor withdrawn)? */
-static bool use_on(const struct entry *e, uint64_t gen)
-{
-	uint64_t s;
-
-	return state_at(e, gen, &s) && st_of(s) != E_FREE && st_of(s) != E_WITHDRAWN;
-}
-
-/* Leave @e's busy; freed while we held it, it is ours to put back. */
+/*
+ * Leave @e's busy; freed while we held it, it is ours to put back.  The
+ * exchange pairs with sluice__mux_entry_free()'s fetch_or: one of the two
+ * sees the other, so exactly one of them recycles the entry.
+ */
 static void busy_leave(struct sluice_mux *m, struct entry *e)
 {
 	if (atomic_exchange_explicit(&e->busy, 0, memory_order_acq_rel) & BUSY_FREED)
-		sluice__mux_entry_recycle(m, e);
+		entry_recycle(m, e);
 }
 
 struct busy_arg {
@@ -1042,6 +1038,7 @@ static int busy_take(struct sluice_mux *m, struct entry *e, uint64_t gen, struct
 	struct busy_arg x = { e, 0 };
 	struct sluice__wait w;
 	bool waited = false;
+	uint64_t s;
 	int err;
 
 	sluice__tp(SLUICE__TP_MUX_TAKING, m);
@@ -1051,9 +1048,9 @@ static int busy_take(struct sluice_mux *m, struct entry *e, uint64_t gen, struct
 							    memory_order_acquire,
 							    memory_order_acquire))
 			break;
-		if (!use_on(e, gen))
+		if (!use_on(e, gen, &s))
 			return -ENOENT;
-		if (x.holder == busy_mine(gen) || x.holder == (busy_mine(gen) | BUSY_FREED))
+		if ((x.holder & ~BUSY_FREED) == busy_mine(gen))
 			return -EBUSY;
 		if (!waited)
 			sluice__wait_init(&w, &sluice__mux_wait_kind, k->timeout_ns, k->cancel,
@@ -1066,7 +1063,7 @@ static int busy_take(struct sluice_mux *m, struct entry *e, uint64_t gen, struct
 	}
 	sluice__tp(SLUICE__TP_MUX_HELD, m);
 	/* Our generation may have gone between our look and our take. */
-	if (!use_on(e, gen)) {
+	if (!use_on(e, gen, &s)) {
 		busy_leave(m, e);
 		sluice__mux_entry_wake(e);	/* one of its own may wait for us to go */
 		return -ENOENT;

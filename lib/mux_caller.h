@@ -174,6 +174,15 @@ static inline bool state_move(struct entry *e, uint64_t *s, uint64_t gen, unsign
 						       memory_order_relaxed, memory_order_relaxed);
 }
 
+/*
+ * Is @gen's use of @e still on: not freed, nor withdrawn by its sender?
+ * The state it judged in *@s.
+ */
+static inline bool use_on(const struct entry *e, uint64_t gen, uint64_t *s)
+{
+	return state_at(e, gen, s) && st_of(*s) != E_FREE && st_of(*s) != E_WITHDRAWN;
+}
+
 static inline void count(_Atomic uint64_t *c)
 {
 	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
@@ -209,7 +218,6 @@ void sluice__mux_entry_wake(struct entry *e);
 void sluice__mux_entry_wait_change(struct entry *e, uint64_t s);
 void sluice__mux_entry_free(struct sluice_mux *m, struct entry *e);
 void sluice__mux_free_push(struct sluice_mux *m, struct entry *e);
-void sluice__mux_entry_recycle(struct sluice_mux *m, struct entry *e);
 int sluice__mux_entry_reg(struct sluice_mux *m, struct entry *e,
 			  const struct sluice_mux_reg *reg);
 bool sluice__mux_reg_ok(const struct sluice_mux_reg *reg);

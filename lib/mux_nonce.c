@@ -33,8 +33,7 @@ static struct entry *entry_of_nonce(struct sluice_mux *m, uint64_t nonce, uint64
 		return NULL;
 	e = &m->e[idx];
 	*gen = nonce >> SLUICE__MUX_IDX_BITS;
-	s = load_state(e);
-	return gen_of(s) == *gen && st_of(s) != E_FREE && st_of(s) != E_WITHDRAWN ? e : NULL;
+	return use_on(e, *gen, &s) ? e : NULL;
 }
 
 /*
@@ -133,8 +132,7 @@ int sluice_mux_poll(struct sluice_mux *m, uint64_t nonce, void *rep, size_t cap)
 			sluice__mux_link_fail(m, n);
 		sluice__mux_rx_unlead(m);
 	}
-	s = load_state(e);
-	if (gen_of(s) != gen || st_of(s) == E_FREE || st_of(s) == E_WITHDRAWN)
+	if (!use_on(e, gen, &s))
 		return -ENOENT;
 	if (st_of(s) == E_DONE)
 		return sluice__mux_collect(m, e, gen, rep, cap);

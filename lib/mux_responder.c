@@ -162,13 +162,9 @@ static int take(struct sluice_mux_responder *r, uint64_t *nonce, struct iovec *i
 		if (got != -EAGAIN || !block)
 			break;
 		err = ring_wait(r, r->in, k);
-		if (err == -EPIPE)
-			atomic_store_explicit(&r->gone, err, memory_order_release);
 		if (err)
 			return err;
 	}
-	if (got == -EPIPE)
-		atomic_store_explicit(&r->gone, got, memory_order_release);
 	if (got < 0)
 		return got;
 	for (i = 0; i < (unsigned int)got; i++) {
@@ -208,6 +204,8 @@ static int recv_batch(struct sluice_mux_responder *r, uint64_t *nonce, struct io
 		return ret;
 	ret = take(r, nonce, iov, n, block, &k);
 	lock_give(&r->rx);
+	if (ret == -EPIPE)	/* the caller side is gone: for replies too */
+		atomic_store_explicit(&r->gone, ret, memory_order_release);
 	return ret;
 }
 
